@@ -1,0 +1,657 @@
+"""The Crossbar: a weight matrix stored on one fabricated chip.
+
+Its public methods are what the hardware can do, and only that: ``program``, ``forward``,
+``transposed``, ``pulse_update``, ``read_weights``, ``advance``, plus the public op counter ``ops``.
+Everything else (device conductances, fabrication variations, stuck devices, ADC mismatch, drift
+exponents) is private and must not be read by trainers; ``tests/test_boundary.py`` guards this.
+
+Two sources of randomness: ``fab_seed`` fixes the chip's fabrication variations for its lifetime (two
+chips from one profile with different seeds are different chips); ``rng`` (a ``numpy.random.Generator``)
+drives run-time noise (programming, reads, pulses, drift exponents, ADC noise).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffsim.crossbar.kernels import column_sums, ir_loads, rebuild_caches
+from ffsim.crossbar.ops import OpCounter
+from ffsim.crossbar.periphery import adc_accumulate, dac_convert
+from ffsim.devices.physics import (
+    drift_nu_params,
+    programming_sigma_uS,
+    read_noise_lut,
+    read_noise_time_factor,
+    update_params,
+)
+from ffsim.devices.pulse import pulse_aggregate, pulse_exact
+from ffsim.devices.rng import draw_key
+from ffsim.profiles import HardwareProfile, load_profile
+
+__all__ = ["Crossbar", "tile_bounds"]
+
+PULSE_MODES = ("aggregate", "exact")
+
+
+def tile_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """Split ``n`` rows (or columns) into consecutive tiles of at most ``size``."""
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _as_rng(rng: np.random.Generator | int) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+
+
+def _const(value: float, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """A zero-stride array holding one value (writeable flag kept so kernels compile one variant;
+    kernels never write to it)."""
+    base = np.full(1, value, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(base, shape=shape, strides=(0,) * len(shape), writeable=True)
+
+
+def _fab_rng(fab_seed: tuple[int, ...], tag: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([*fab_seed, tag]))
+
+
+@dataclass
+class _ADC:
+    """Per-column ADC transfer of one read direction: arrays (input tiles × outputs)."""
+
+    gain: np.ndarray
+    off: np.ndarray
+    kappa: np.ndarray
+    tanh_kappa: np.ndarray
+
+
+class Crossbar:
+    """A weight matrix on one fabricated chip, tiled, with DAC/ADC periphery.
+
+    Parameters
+    ----------
+    profile
+        A :class:`~ffsim.profiles.HardwareProfile`, a shipped profile name, or a path to a TOML file.
+    in_features, out_features
+        Shape of the weight matrix ``W`` (``forward(x) ≈ x @ W``).
+    fab_seed
+        Fabrication seed (an int or a tuple of ints, e.g. ``(chip, layer)``): fixes device-to-device
+        variation, stuck devices and ADC mismatch.
+    rng
+        Run-time random generator (or an int seed for one).
+    w_max
+        Weight represented by a device pair at full conductance contrast (differential mapping) or by a
+        device at the end of its range (reference mapping); weights beyond it saturate.
+    pulse_mode
+        ``"aggregate"`` (default; per-cell pulse counts of the whole mini-batch) or ``"exact"`` (every
+        pulse slot of every sample simulated); see :mod:`ffsim.devices.pulse`.
+    """
+
+    def __init__(
+        self,
+        profile: HardwareProfile | str | os.PathLike,
+        in_features: int,
+        out_features: int,
+        *,
+        fab_seed: int | tuple[int, ...],
+        rng: np.random.Generator | int,
+        w_max: float = 1.0,
+        pulse_mode: str = "aggregate",
+    ):
+        self.profile = load_profile(profile)
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Crossbar.{name} must be a positive integer (got {v!r})")
+        if not (isinstance(w_max, int | float) and math.isfinite(w_max) and w_max > 0):
+            raise ValueError(f"Crossbar.w_max must be a finite number > 0 (got {w_max!r})")
+        if pulse_mode not in PULSE_MODES:
+            raise ValueError(f"Crossbar.pulse_mode must be one of {PULSE_MODES} (got {pulse_mode!r})")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.w_max = float(w_max)
+        self.pulse_mode = pulse_mode
+        seed = (fab_seed,) if isinstance(fab_seed, int | np.integer) else tuple(fab_seed)
+        if not seed or not all(isinstance(s, int | np.integer) and s >= 0 for s in seed):
+            raise ValueError(f"Crossbar.fab_seed must be a non-negative int or tuple of them (got {fab_seed!r})")
+        self.fab_seed = tuple(int(s) for s in seed)
+        self._rng = _as_rng(rng)
+        self.ops = OpCounter()
+
+        p = self.profile
+        self._row_tile = p.tile.rows
+        self._col_tile = p.tile.cols
+        self._row_tiles = tile_bounds(self.in_features, self._row_tile)
+        self._col_tiles = tile_bounds(self.out_features, self._col_tile)
+        self._ideal = p.device.mapping == "ideal"
+        self._t = 0.0
+        self._gdc_gain = 1.0
+        self._gdc_ref: float | None = None
+        self._updates_since_refresh = 0
+        self._fabricate()
+        self._dirty = True
+        self._colsum_dirty = True
+
+    # ------------------------------------------------------------------------------------------
+    # fabrication
+
+    def _fabricate(self) -> None:
+        p = self.profile
+        n_in, n_out = self.in_features, self.out_features
+        T, C = len(self._row_tiles), len(self._col_tiles)
+        shape2 = (n_in, n_out)
+        self._W = np.zeros(shape2, dtype=np.float32)
+        self._adc_fwd = self._fab_adc(T, n_out, tag=1)
+        self._adc_bwd = self._fab_adc(C, n_in, tag=2)
+        if self._ideal:
+            self._S2 = None
+            self._S2ref = None
+            return
+        d, u = p.device, p.update
+        self._P = 2 if d.mapping == "differential" else 1
+        P = self._P
+        self._dg = d.g_max_uS - d.g_min_uS
+        self._gmin_n = d.g_min_uS / self._dg
+        self._xscale = self._dg / d.g_max_uS
+        self._R = u.state_max - u.state_min
+        if d.mapping == "reference":
+            self._gref0 = (u.reference_state - u.state_min) / self._R
+            self._span = max(1.0 - self._gref0, self._gref0)
+            self._mode = 0
+        else:
+            self._gref0 = 0.0
+            self._span = 1.0
+            self._mode = 2 if u.polarity == "set_only" else 1
+        shape3 = (P, n_in, n_out)
+        var = d.variation
+
+        def spread(tag: int, mean: float, std: float, lo: float, hi: float = np.inf) -> np.ndarray:
+            if std == 0:
+                return _const(np.clip(mean, lo, hi), shape3)
+            r = _fab_rng(self.fab_seed, tag).standard_normal(shape3, dtype=np.float32)
+            return np.clip(mean + std * r, lo, hi).astype(np.float32)
+
+        # device's own maximum normalized conductance (g_max spread)
+        self._gmax = spread(10, 1.0, var.g_max_rel_std, 0.05)
+        dw = spread(11, u.dw_min, u.dw_min * var.dw_min_rel_std, 0.0)
+        beta = spread(12, u.up_down, var.up_down_std, -0.99, 0.99)
+        if var.dw_min_rel_std or var.up_down_std:
+            self._dwu = (dw * (1 + beta)).astype(np.float32)
+            self._dwd = (dw * (1 - beta)).astype(np.float32)
+        else:
+            self._dwu = _const(u.dw_min * (1 + u.up_down), shape3)
+            self._dwd = _const(u.dw_min * (1 - u.up_down), shape3)
+        self._gu = np.abs(spread(13, u.gamma_up, var.gamma_std, -np.inf)) if var.gamma_std else \
+            _const(u.gamma_up, shape3)
+        self._gd = np.abs(spread(14, u.gamma_down, var.gamma_std, -np.inf)) if var.gamma_std else \
+            _const(u.gamma_down, shape3)
+        f = d.faults
+        if f.stuck_at_gmin_fraction or f.stuck_at_gmax_fraction:
+            r = _fab_rng(self.fab_seed, 15).random(shape3, dtype=np.float32)
+            stuck = np.zeros(shape3, dtype=np.int8)
+            stuck[r < f.stuck_at_gmin_fraction] = 1
+            stuck[(r >= f.stuck_at_gmin_fraction) & (r < f.stuck_at_gmin_fraction + f.stuck_at_gmax_fraction)] = 2
+            self._stuck = stuck
+        else:
+            self._stuck = _const(0, shape3, np.int8)
+        # initial state: zero weights, exactly
+        g = np.zeros(shape3, dtype=np.float32)
+        if d.mapping == "reference":
+            g[:] = np.minimum(self._gref0, self._gmax)
+        self._g = g
+        self._apply_stuck()
+        self._ref = np.full((n_in, C), self._gref0, dtype=np.float32)
+        self._wn = np.zeros(shape3, dtype=np.float32) if u.write_noise > 0 else _const(0.0, shape3)
+        self._nu = None
+        self._nu_ref = None
+        self._prm = update_params(p)
+        # read-noise table over the reachable range of G/g_max
+        self._noise_on = d.read_noise.model != "none"
+        x_cap = (d.g_min_uS + float(np.max(self._gmax)) * self._dg) / d.g_max_uS * 1.25 + 1e-6
+        self._lut, self._lut_inv = read_noise_lut(p, x_cap)
+        self._S2 = np.zeros((n_in, n_out), dtype=np.float32) if self._noise_on else None
+        self._S2ref = np.zeros((n_in, C), dtype=np.float32) if (self._noise_on and P == 1) else None
+        self._rowsum = np.zeros(n_in, dtype=np.float64)
+        self._colsum = np.zeros(n_out, dtype=np.float64)
+        kir = p.tile.ir_drop
+        self._Lrow = np.zeros((P, n_in, C) if kir else (0, 0, 0))
+        self._Lcol = np.zeros((P, n_out, T) if kir else (0, 0, 0))
+        self._Lref = np.zeros((T, C) if (kir and P == 1) else (0, 0))
+
+    def _fab_adc(self, n_tiles: int, n_out: int, tag: int) -> _ADC:
+        a = self.profile.adc
+        shape = (n_tiles, n_out)
+        rng = _fab_rng(self.fab_seed, 100 + tag)
+        gain = 1.0 + a.gain_rel_std * rng.standard_normal(shape) if a.gain_rel_std else np.ones(shape)
+        off = a.offset_std * rng.standard_normal(shape) if a.offset_std else np.zeros(shape)
+        if a.nonlinearity or a.nonlinearity_std:
+            kappa = np.maximum(a.nonlinearity + a.nonlinearity_std * rng.standard_normal(shape), 0.0)
+        else:
+            kappa = np.zeros(shape)
+        tk = np.where(kappa > 0, np.tanh(np.maximum(kappa, 1e-12)), 1.0)
+        f32 = np.float32
+        return _ADC(gain.astype(f32), off.astype(f32), kappa.astype(f32), tk.astype(f32))
+
+    def _apply_stuck(self) -> None:
+        if self._stuck.strides == (0, 0, 0):
+            return
+        self._g[self._stuck == 1] = 0.0
+        on = self._stuck == 2
+        self._g[on] = np.broadcast_to(self._gmax, self._g.shape)[on]
+
+    # ------------------------------------------------------------------------------------------
+    # derived state
+
+    def _t2(self) -> float:
+        return read_noise_time_factor(self.profile, self._t) ** 2
+
+    def _rebuild(self) -> None:
+        if self._ideal:
+            self._dirty = False
+            return
+        kir = self.profile.tile.ir_drop
+        if kir > 0:
+            ir_loads(self._g, self._ref, self._row_tile, self._col_tile, self._gmin_n, self._xscale,
+                     self._Lrow, self._Lcol, self._Lref)
+        S2 = self._S2 if self._S2 is not None else np.zeros((1, 1), np.float32)
+        S2ref = self._S2ref if self._S2ref is not None else np.zeros((1, 1), np.float32)
+        rebuild_caches(self._g, self._wn, self._ref, self._row_tile, self._col_tile, self._span, self._gmin_n,
+                       self._xscale, self._lut, self._lut_inv, self._t2(), kir, self._noise_on,
+                       self._Lrow, self._Lcol, self._Lref, self._W, S2, S2ref, self._rowsum)
+        self._dirty = False
+        self._colsum_dirty = True
+
+    def _row_conductance_S(self) -> np.ndarray:
+        """Σ of conductance (siemens) on each row wire, all devices of the row (for read energy)."""
+        P, n_out = self._P, self.out_features
+        g = self._dg * self._rowsum + self.profile.device.g_min_uS * P * n_out
+        if P == 1:
+            g = g + (self._dg * self._ref + self.profile.device.g_min_uS).sum(axis=1)
+        return g * 1e-6
+
+    def _col_conductance_S(self) -> np.ndarray:
+        if self._colsum_dirty:
+            column_sums(self._g, self._colsum)
+            self._colsum_dirty = False
+        return (self._dg * self._colsum + self.profile.device.g_min_uS * self._P * self.in_features) * 1e-6
+
+    # ------------------------------------------------------------------------------------------
+    # input validation
+
+    def _batch(self, x: np.ndarray, n: int, name: str) -> tuple[np.ndarray, bool]:
+        a = np.asarray(x)
+        if a.ndim not in (1, 2) or a.shape[-1] != n:
+            raise ValueError(f"{name} must have shape (batch, {n}) or ({n},), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+        single = a.ndim == 1
+        a = np.ascontiguousarray(a.reshape(1, n) if single else a, dtype=np.float32)
+        return a, single
+
+    # ------------------------------------------------------------------------------------------
+    # the chip's operations
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.in_features, self.out_features)
+
+    @property
+    def time_s(self) -> float:
+        """Seconds since the chip was last programmed (advanced by :meth:`advance`)."""
+        return self._t
+
+    def program(self, W: np.ndarray) -> None:
+        """Write target weights by write-verify.
+
+        Targets are clipped to the representable range (±``w_max``, and each device's own maximum
+        conductance), rounded to the device's levels, then written with the profile's state-dependent
+        programming error.  Stuck devices keep their value.  Drift exponents are drawn for the new
+        states and the chip's clock restarts at 0.
+        """
+        W = np.asarray(W)
+        if W.shape != self.shape:
+            raise ValueError(f"program: W must have shape {self.shape}, got {W.shape}")
+        if not np.all(np.isfinite(W)):
+            raise ValueError("program: W contains NaN or inf")
+        self._t = 0.0
+        self._gdc_gain = 1.0
+        self._updates_since_refresh = 0
+        if self._ideal:
+            self._W[...] = W / self.w_max
+            return
+        p, d = self.profile, self.profile.device
+        wn = W.astype(np.float64) / self.w_max
+        if self._P == 2:
+            targets = np.stack([np.maximum(wn, 0.0), np.maximum(-wn, 0.0)])
+        else:
+            targets = (self._gref0 + wn * self._span)[None]
+        self._g[...] = self._write(targets, self._gmax)
+        if self._wn.strides != (0, 0, 0):
+            self._wn[...] = 0.0
+        self._apply_stuck()
+        # reference column: one device per row of each tile, at the reference state
+        if self._P == 1:
+            self._ref[...] = self._write(np.full(self._ref.shape, self._gref0), 1.0)
+        self._draw_drift_exponents(targets)
+        n_dev = self._P * self.in_features * self.out_features + (self._ref.size if self._P == 1 else 0)
+        wv = p.cost.write_verify_pulses
+        self.ops.device_pulses += int(round(n_dev * wv))
+        self.ops.cell_reads += int(round(n_dev * wv))
+        self.ops.program_steps += int(math.ceil(min(self._row_tile, self.in_features) * self._P * wv))
+        self._dirty = True
+        if d.drift.model != "none":
+            self._gdc_ref = self._gdc_measure()
+
+    def _write(self, targets: np.ndarray, gmax: np.ndarray | float) -> np.ndarray:
+        """Write-verify to normalized targets: levels, each device's maximum ``gmax``, programming error."""
+        d = self.profile.device
+        t = np.clip(targets, 0.0, 1.0)
+        if d.levels:
+            t = np.rint(t * (d.levels - 1)) / (d.levels - 1)
+        t = np.minimum(t, gmax)
+        sig = programming_sigma_uS(self.profile, d.g_min_uS + t * self._dg) / self._dg
+        if np.any(sig > 0):
+            t = t + sig * self._rng.standard_normal(t.shape)
+        return np.clip(t, 0.0, gmax).astype(np.float32)
+
+    def _draw_drift_exponents(self, targets: np.ndarray) -> None:
+        d = self.profile.device
+        if d.drift.model == "none":
+            return
+        g_uS = d.g_min_uS + np.clip(targets, 0, None) * self._dg
+        mean, std = drift_nu_params(self.profile, g_uS)
+        self._nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0).astype(np.float32)
+        if self._P == 1:
+            mean_r, std_r = drift_nu_params(self.profile, d.g_min_uS + self._ref.astype(np.float64) * self._dg)
+            self._nu_ref = np.maximum(mean_r + std_r * self._rng.standard_normal(mean_r.shape), 0.0)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """What the chip measures for inputs ``x`` (batch × in_features): ≈ ``x @ W``.
+
+        DAC (noise management, clipping, quantization) → analog MVM per tile with fresh read noise,
+        IR drop and the drift of the current time → each tile's ADC (gain/offset mismatch, transfer
+        nonlinearity, noise, clipping, quantization) → digital accumulation and rescaling.
+        """
+        xb, single = self._batch(x, self.in_features, "forward: x")
+        if self._dirty:
+            self._rebuild()
+        ref_s2 = self._S2ref
+        y, x2 = self._mvm(xb, self._W, self._S2, ref_s2, self._row_tiles, self._adc_fwd, self._col_tile)
+        n_vec = xb.shape[0]
+        self.ops.dac_conversions += n_vec * self.in_features * len(self._col_tiles)
+        self.ops.adc_conversions += n_vec * self.out_features * len(self._row_tiles)
+        if not self._ideal:
+            self.ops.cell_reads += n_vec * self.in_features * (self._P * self.out_features
+                                                               + (len(self._col_tiles) if self._P == 1 else 0))
+            self.ops.read_charge_S_s += float(x2 @ self._row_conductance_S()) * \
+                self.profile.cost.integration_time_ns * 1e-9
+        else:
+            self.ops.cell_reads += n_vec * self.in_features * self.out_features
+        self.ops.mvm_cycles += n_vec
+        return y[0] if single else y
+
+    def transposed(self, d: np.ndarray) -> np.ndarray:
+        """The same measurement through the transposed array: ≈ ``d @ W.T`` (batch × out_features in).
+
+        Uses the chip's bidirectional periphery: its own DACs on the columns and ADCs on the rows (with
+        their own fabrication mismatch).  The reference column's read noise is not modeled in this
+        direction and IR drop is taken as in the forward direction (first-order).
+        """
+        db, single = self._batch(d, self.out_features, "transposed: d")
+        if self._dirty:
+            self._rebuild()
+        S2t = self._S2.T if self._S2 is not None else None
+        y, x2 = self._mvm(db, self._W.T, S2t, None, self._col_tiles, self._adc_bwd, self._row_tile)
+        n_vec = db.shape[0]
+        self.ops.dac_conversions += n_vec * self.out_features * len(self._row_tiles)
+        self.ops.adc_conversions += n_vec * self.in_features * len(self._col_tiles)
+        if not self._ideal:
+            self.ops.cell_reads += n_vec * self.out_features * self.in_features * self._P
+            self.ops.read_charge_S_s += float(x2 @ self._col_conductance_S()) * \
+                self.profile.cost.integration_time_ns * 1e-9
+        else:
+            self.ops.cell_reads += n_vec * self.in_features * self.out_features
+        self.ops.mvm_cycles += n_vec
+        return y[0] if single else y
+
+    def _mvm(self, x, W, S2, S2ref, in_tiles, adc: _ADC, out_tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """DAC → per-tile GEMMs (signal, read variance) → ADC; returns (outputs, Σ_b x_q² per input)."""
+        p = self.profile
+        B, n_out = x.shape[0], W.shape[1]
+        xq = np.empty_like(x)
+        xq2 = np.empty_like(x)
+        scale = np.empty(B, dtype=np.float32)
+        dac_convert(x, p.dac.noise_management == "abs_max", p.dac.bits, np.float32(p.dac.input_bound), True,
+                    xq, xq2, scale)
+        x2_sum = xq2.sum(axis=0, dtype=np.float64)
+        T = len(in_tiles)
+        read_noise = S2 is not None
+        Z = np.empty((T, B, n_out), dtype=np.float32)
+        V = np.empty((T, B, n_out), dtype=np.float32) if read_noise else np.empty((0, 0, 0), np.float32)
+        n_ct = -(-n_out // out_tile)
+        ZR = np.zeros((T, B, n_ct), dtype=np.float32)
+        for t, (a, b) in enumerate(in_tiles):
+            np.matmul(xq[:, a:b], W[a:b], out=Z[t])
+            if read_noise:
+                np.matmul(xq2[:, a:b], S2[a:b], out=V[t])
+            if S2ref is not None:
+                vr = xq2[:, a:b] @ S2ref[a:b]
+                ZR[t] = np.sqrt(np.maximum(vr, 0.0)) * self._rng.standard_normal(vr.shape, dtype=np.float32)
+        a = p.adc
+        noise_on = read_noise or a.noise_std > 0
+        bits_on = a.bits > 0
+        lsb = 2.0 * a.out_bound / (2.0**a.bits - 2.0) if a.bits > 1 else 2.0 * a.out_bound
+        key = draw_key(self._rng) if noise_on else np.uint64(0)
+        scale *= np.float32(self.w_max * self._gdc_gain)
+        out = np.empty((B, n_out), dtype=np.float32)
+        adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, out_tile, noise_on,
+                       np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
+                       np.float32(lsb), bool(np.any(adc.kappa > 0)), scale, key, out)
+        return out, x2_sum
+
+    def pulse_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """In-situ update ΔW ≈ lr · xᵀ d by stochastic pulse trains (Gokmen & Vlasov 2016).
+
+        ``x`` (batch × in) drives the rows and ``d`` (batch × out) the columns; each sample is one set of
+        trains.  With ``update.update_management`` the row and column probabilities are balanced and
+        the train length adapted per sample (up to ``update.max_pulses``), as in aihwkit.  The expected
+        number of coincidences at cell (i, j) is ``lr |x_i d_j| / δw``, δw the nominal weight change of
+        one pulse; the realised change follows the device's response.
+        """
+        xb, _ = self._batch(x, self.in_features, "pulse_update: x")
+        db, _ = self._batch(d, self.out_features, "pulse_update: d")
+        if xb.shape[0] != db.shape[0]:
+            raise ValueError(f"pulse_update: x and d must have the same batch size ({xb.shape[0]} != {db.shape[0]})")
+        if not (isinstance(lr, int | float | np.floating) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"pulse_update: lr must be a finite number >= 0 (got {lr!r})")
+        if self._ideal:
+            self._W += np.float32(lr / self.w_max) * (xb.T @ db)
+            return
+        u = self.profile.update
+        if u.model == "none":
+            raise RuntimeError(f"profile '{self.profile.name}' has no in-situ update (update.model = 'none'); "
+                               "write weights with program()")
+        if lr == 0:
+            return
+        dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
+        xm = np.abs(xb).max(axis=1).astype(np.float64)
+        dm = np.abs(db).max(axis=1).astype(np.float64)
+        active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
+        if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
+            raise ValueError("pulse_update: x or d contains NaN or inf")
+        need = lr * xm * dm / dw_weight
+        if u.update_management:
+            BL = np.clip(np.ceil(need), 1, u.max_pulses).astype(np.int64)
+        else:
+            BL = np.full(xb.shape[0], u.max_pulses, dtype=np.int64)
+        BL[~active] = 0
+        k = np.where(active, lr / (dw_weight * np.maximum(BL, 1)), 0.0)
+        safe_x = np.where(active, xm, 1.0)
+        safe_d = np.where(active, dm, 1.0)
+        if u.update_management:
+            cx = np.sqrt(k * safe_d / safe_x)
+            cd = np.sqrt(k * safe_x / safe_d)
+        else:
+            cx = cd = np.sqrt(k)
+        pr = np.minimum(np.abs(xb) * cx[:, None].astype(np.float32), 1.0)
+        pc = np.minimum(np.abs(db) * cd[:, None].astype(np.float32), 1.0)
+        # without IR drop the kernels keep the caches current cell by cell; with it, rebuild afterwards
+        cache_on = self.profile.tile.ir_drop == 0
+        if self._dirty:
+            self._rebuild()
+        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
+        common = (self._g, self._gmax, self._dwu, self._dwd, self._gu, self._gd, self._stuck, self._wn, self._prm,
+                  self._R, self._mode, draw_key(self._rng), cache_on, self._W, S2, self._ref, self._col_tile,
+                  self._span, self._gmin_n, self._xscale, self._lut, self._lut_inv, self._t2(), self._rowsum)
+        if self.pulse_mode == "exact":
+            if BL.max(initial=0) > 64:
+                raise ValueError(f"pulse_mode 'exact' supports trains up to 64 slots (update.max_pulses = "
+                                 f"{u.max_pulses})")
+            n = pulse_exact(pr, pc, np.sign(xb).astype(np.int8), np.sign(db).astype(np.int8), BL, *common)
+        else:
+            sq = np.sqrt(BL.astype(np.float32))[:, None]
+            A = pr * sq
+            Cm = pc * sq
+            e_tot = A.T @ Cm
+            e_net = (A * np.sign(xb)).T @ (Cm * np.sign(db))
+            n = pulse_aggregate(e_tot, e_net, *common)
+        if not cache_on:
+            self._dirty = True
+        self._colsum_dirty = True
+        self.ops.device_pulses += int(n)
+        self.ops.update_slots += int(BL.sum())
+        self._updates_since_refresh += 1
+        if u.polarity == "set_only" and u.refresh_every and self._updates_since_refresh >= u.refresh_every:
+            self._refresh()
+            self._updates_since_refresh = 0
+
+    def _refresh(self) -> None:
+        """'set_only' pairs: where a device passed the threshold, read the weight, RESET both devices and
+        write the weight back onto one of them (aihwkit OneSidedUnitCell refresh)."""
+        u = self.profile.update
+        g = self._g
+        mask = (np.maximum(g[0], g[1]) > u.refresh_threshold) & (self._stuck[0] == 0) & (self._stuck[1] == 0)
+        n = int(mask.sum())
+        if n == 0:
+            return
+        idx = np.nonzero(mask)
+        wread = self._verify_read_devices(idx)
+        r0 = (u.reset_state - u.state_min) / self._R
+        reset = np.clip(r0 + u.reset_std / self._R * self._rng.standard_normal((2, n)), 0.0, None)
+        tgt_p = reset[0] + np.maximum(wread, 0.0)
+        tgt_m = reset[1] + np.maximum(-wread, 0.0)
+        gm = np.stack([self._gmax[0][idx], self._gmax[1][idx]])
+        new = self._write(np.stack([tgt_p, tgt_m]), gm)
+        # devices that need no new conductance keep their RESET value
+        keep_p = wread <= 0
+        keep_m = wread >= 0
+        new[0, keep_p] = np.minimum(reset[0, keep_p], gm[0, keep_p])
+        new[1, keep_m] = np.minimum(reset[1, keep_m], gm[1, keep_m])
+        g[0][idx] = new[0]
+        g[1][idx] = new[1]
+        if self._nu is not None:
+            targets = np.stack([tgt_p, tgt_m])
+            mean, std = drift_nu_params(self.profile, self.profile.device.g_min_uS + targets * self._dg)
+            nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0)
+            self._nu[0][idx] = nu[0]
+            self._nu[1][idx] = nu[1]
+        wv = self.profile.cost.write_verify_pulses
+        self.ops.device_pulses += int(round(2 * n + n * wv))
+        self.ops.cell_reads += 2 * n
+        self._dirty = True
+
+    def _verify_read_devices(self, idx) -> np.ndarray:
+        """Noisy per-device reads of the normalized weight of the cells ``idx`` (differential pairs)."""
+        t_f = math.sqrt(self._t2())
+        out = np.zeros(len(idx[0]))
+        for pl, sign in ((0, 1.0), (1, -1.0)):
+            gv = self._g[pl][idx].astype(np.float64) + self._wn[pl][idx]
+            x = (self._gmin_n + gv) * self._xscale
+            sig = np.interp(x, np.linspace(0, (self._lut.size - 1) / self._lut_inv, self._lut.size), self._lut) * t_f
+            out += sign * (gv + sig * self._rng.standard_normal(gv.shape))
+        return out / self._span
+
+    def read_weights(self) -> np.ndarray:
+        """A noisy measurement of the stored weights, cell by cell (verify reads).
+
+        Each device is read once with its state-dependent read noise at the current time; no IR drop
+        (one cell at a time) and no ADC range limit (the verify sense path).  Returns ``W`` in weight
+        units (in_features × out_features).
+        """
+        n_in, n_out = self.shape
+        self.ops.mvm_cycles += n_in
+        if self._ideal:
+            self.ops.cell_reads += n_in * n_out
+            return (self._W * self.w_max).astype(np.float32)
+        t_f = math.sqrt(self._t2())
+        x_grid = np.linspace(0, (self._lut.size - 1) / self._lut_inv, self._lut.size)
+        wn = self._wn
+
+        def read(gv: np.ndarray) -> np.ndarray:
+            gv = gv.astype(np.float64)
+            if not self._noise_on:
+                return gv
+            sig = np.interp((self._gmin_n + gv) * self._xscale, x_grid, self._lut) * t_f
+            return gv + sig * self._rng.standard_normal(gv.shape)
+
+        a = read(self._g[0] + wn[0])
+        if self._P == 2:
+            b = read(self._g[1] + wn[1])
+        else:
+            b = np.repeat(read(self._ref), [hi - lo for lo, hi in self._col_tiles], axis=1)
+        n_dev = self._P * n_in * n_out + (self._ref.size if self._P == 1 else 0)
+        self.ops.cell_reads += n_dev
+        self.ops.adc_conversions += n_dev
+        g_sum = (self._dg * (self._g.sum(dtype=np.float64) + (self._ref.sum(dtype=np.float64) if self._P == 1 else 0))
+                 + self.profile.device.g_min_uS * n_dev) * 1e-6
+        self.ops.read_charge_S_s += g_sum * self.profile.cost.integration_time_ns * 1e-9
+        return (self.w_max * (a - b) / self._span).astype(np.float32)
+
+    def advance(self, seconds: float, compensate: bool = False) -> None:
+        """Let ``seconds`` pass: conductances drift as G(t) = G(t0)(t/t0)^-ν (t since programming).
+
+        With ``compensate=True`` the periphery re-measures a reference read (all-ones input) and scales
+        every later output by its ratio to the value measured right after programming (global drift
+        compensation); with ``False`` no compensation is applied.
+        """
+        if not (isinstance(seconds, int | float | np.floating) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"advance: seconds must be a finite number >= 0 (got {seconds!r})")
+        t_old, t_new = self._t, self._t + float(seconds)
+        self._t = t_new
+        if self._ideal:
+            return
+        dr = self.profile.device.drift
+        if dr.model != "none" and self._nu is not None and t_new > dr.t0_s:
+            ratio = max(t_new, dr.t0_s) / max(t_old, dr.t0_s)
+            lr = np.float32(math.log(ratio))
+            moving = self._stuck == 0
+            G = self._gmin_n + self._g
+            G *= np.exp(-self._nu * lr)
+            self._g[...] = np.where(moving, G - self._gmin_n, self._g)
+            if self._P == 1:
+                Gr = (self._gmin_n + self._ref) * np.exp(-self._nu_ref * lr)
+                self._ref[...] = Gr - self._gmin_n
+        self._dirty = True
+        if compensate:
+            if self._gdc_ref is None:
+                raise RuntimeError("advance(compensate=True): no reference read was taken; program() the chip "
+                                   "first (and the profile must have drift)")
+            self._gdc_gain = 1.0
+            r = self._gdc_measure()
+            self._gdc_gain = self._gdc_ref / r if r > 0 else 1.0
+        else:
+            self._gdc_gain = 1.0
+
+    def _gdc_measure(self, reads: int = 8) -> float:
+        """Mean Σ_j |y_j| for an all-ones input, measured through the chip (counted as MVMs)."""
+        y = self.forward(np.ones((reads, self.in_features), dtype=np.float32))
+        return float(np.abs(y).sum(axis=1).mean())
+
+    def __repr__(self) -> str:
+        return (f"Crossbar({self.profile.name!r}, {self.in_features}x{self.out_features}, fab_seed={self.fab_seed}, "
+                f"tiles={len(self._row_tiles)}x{len(self._col_tiles)}, w_max={self.w_max:g})")

@@ -1,0 +1,134 @@
+"""Numba kernels that turn a chip's device states into what its arrays compute.
+
+``rebuild_caches`` derives, from the normalized conductances of every device plane, the effective
+normalized weight of each cell (after IR drop) and the variance of one read, which the forward pass
+feeds to BLAS.  It runs after programming, drift and refresh, and after pulse updates when the IR-drop
+model is on (otherwise the pulse kernels update the touched cells in place).
+
+First-order IR-drop model (documented in ``TileSpec.ir_drop``): within a tile, row drivers sit at the
+left edge and sense amplifiers at the bottom.  A cell at relative distance p_r along its row wire from
+the driver and p_c along its column wire from the sense amplifier loses the fraction
+
+    a = κ/2 · ( d(p_r) · L_row + d(p_c) · L_col ),     d(p) = p (2 − p),
+
+of its voltage, where L_row and L_col are the mean G/g_max of the devices on that row and column wire
+of the tile (the wire's current load) and d(p) is the voltage profile of a uniformly loaded wire fed
+from one end, normalized to 1 at the far end.  κ is the loss at the far corner of a tile whose devices
+are all at g_max.  The cell's current (signal and read noise alike) is scaled by (1 − a).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ffsim.devices.physics import lut_eval
+
+__all__ = ["column_sums", "ir_loads", "rebuild_caches"]
+
+
+@njit(cache=True)
+def _dprof(p):
+    return p * (2.0 - p)
+
+
+@njit(parallel=True, cache=True)
+def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref):
+    """Mean G/g_max on each row wire (per column tile) and column wire (per row tile) of every plane."""
+    P, n_in, n_out = g.shape
+    C = Lrow.shape[2]
+    T = Lcol.shape[2]
+    for p in range(P):
+        for i in prange(n_in):
+            for c in range(C):
+                j0 = c * col_tile
+                j1 = min(j0 + col_tile, n_out)
+                s = 0.0
+                for j in range(j0, j1):
+                    s += gmin_n + g[p, i, j]
+                Lrow[p, i, c] = s * xscale / (j1 - j0)
+        for j in prange(n_out):
+            for t in range(T):
+                i0 = t * row_tile
+                i1 = min(i0 + row_tile, n_in)
+                s = 0.0
+                for i in range(i0, i1):
+                    s += gmin_n + g[p, i, j]
+                Lcol[p, j, t] = s * xscale / (i1 - i0)
+    if Lref.shape[0] > 0:
+        for t in range(T):
+            i0 = t * row_tile
+            i1 = min(i0 + row_tile, n_in)
+            for c in range(C):
+                s = 0.0
+                for i in range(i0, i1):
+                    s += gmin_n + ref[i, c]
+                Lref[t, c] = s * xscale / (i1 - i0)
+
+
+@njit(parallel=True, cache=True)
+def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
+                   Lrow, Lcol, Lref, W, S2, S2ref, rowsum):
+    """Effective normalized weights ``W``, read variances ``S2`` (and ``S2ref`` of the reference
+    column), and per-row sums of normalized conductance ``rowsum`` (hidden states, for read energy)."""
+    P, n_in, n_out = g.shape
+    inv_span = 1.0 / span
+    inv_span2 = inv_span * inv_span
+    for i in prange(n_in):
+        t = i // row_tile
+        i0 = t * row_tile
+        nr = min(row_tile, n_in - i0)
+        pc = (nr - (i - i0)) / nr
+        dpc = _dprof(pc)
+        rs = 0.0
+        for j in range(n_out):
+            c = j // col_tile
+            j0 = c * col_tile
+            ncl = min(col_tile, n_out - j0)
+            ga = g[0, i, j] + wn[0, i, j]
+            rs += g[0, i, j]
+            att_a = 1.0
+            if kir > 0.0:
+                att_a = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[0, i, c] + dpc * Lcol[0, j, t])
+            if P == 2:
+                gb = g[1, i, j] + wn[1, i, j]
+                rs += g[1, i, j]
+                att_b = 1.0
+                if kir > 0.0:
+                    att_b = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[1, i, c] + dpc * Lcol[1, j, t])
+            else:
+                gb = ref[i, c]
+                att_b = 1.0
+                if kir > 0.0:
+                    att_b = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+            if kir > 0.0:
+                W[i, j] = ((gmin_n + ga) * att_a - (gmin_n + gb) * att_b) * inv_span
+            else:
+                W[i, j] = (ga - gb) * inv_span
+            if noise_on:
+                sa = lut_eval(lut, inv_step, (gmin_n + ga) * xscale) * att_a
+                var = sa * sa
+                if P == 2:
+                    sb = lut_eval(lut, inv_step, (gmin_n + gb) * xscale) * att_b
+                    var += sb * sb
+                S2[i, j] = var * t2 * inv_span2
+        rowsum[i] = rs
+        if noise_on and P == 1:
+            for c in range(S2ref.shape[1]):
+                att_r = 1.0
+                if kir > 0.0:
+                    att_r = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+                sr = lut_eval(lut, inv_step, (gmin_n + ref[i, c]) * xscale) * att_r
+                S2ref[i, c] = sr * sr * t2 * inv_span2
+
+
+@njit(parallel=True, cache=True)
+def column_sums(g, out):
+    """Σ over rows and planes of normalized conductance, per column."""
+    P, n_in, n_out = g.shape
+    for j in prange(n_out):
+        s = 0.0
+        for p in range(P):
+            for i in range(n_in):
+                s += g[p, i, j]
+        out[j] = s

@@ -1,0 +1,81 @@
+"""Operation counter of a chip, and its conversion to energy and latency by a profile's ``[cost]``.
+
+The counter is public and measurable (a real chip can count its conversions and pulses); it reveals no
+hidden device state.  Energy model:
+
+* each DAC and ADC conversion costs ``dac_energy_pJ`` / ``adc_energy_pJ``;
+* each cell read costs ``cell_read_energy_fJ`` plus its physical energy V²·G·t_int, where V is the
+  read voltage times the converted input (|x| ≤ 1 at full scale) and G the device's conductance at that
+  moment; the counter accumulates Σ x²·G·t_int exactly (via row sums of G) and multiplies by V²;
+* each device pulse (update or write-verify programming) costs ``pulse_energy_pJ``.
+
+Latency model: all tiles of a crossbar work in parallel; one MVM (all tiles, one input vector) takes
+``dac_time_ns + integration_time_ns + adc_time_ns``; one pulse slot of an update takes ``pulse_time_ns``
+for every row and column at once; programming goes row by row, ``write_verify_pulses`` iterations of
+(pulse + verify read) per row of the largest tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ffsim.profiles import CostSpec
+
+__all__ = ["OpCounter"]
+
+
+@dataclass
+class OpCounter:
+    """Counts of what a chip (or several) did; add counters with ``+``."""
+
+    dac_conversions: int = 0
+    adc_conversions: int = 0
+    cell_reads: int = 0
+    read_charge_S_s: float = 0.0
+    """Σ x²·G·t_int over cell reads (siemens·seconds); times V_read² gives joules."""
+    mvm_cycles: int = 0
+    """Input vectors pushed through the arrays (forward, transposed or verify reads)."""
+    device_pulses: int = 0
+    update_slots: int = 0
+    """Pulse slots of in-situ updates (Σ of train lengths over samples)."""
+    program_steps: int = 0
+    """Row-sequential write-verify steps (pulse + verify)."""
+
+    def __add__(self, other: OpCounter) -> OpCounter:
+        return OpCounter(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def __sub__(self, other: OpCounter) -> OpCounter:
+        return OpCounter(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    def copy(self) -> OpCounter:
+        return OpCounter(**asdict(self))
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, type(getattr(self, f.name))(0))
+
+    def energy_J(self, cost: CostSpec) -> dict[str, float]:
+        """Energy by component and in total (joules)."""
+        e = {
+            "dac": self.dac_conversions * cost.dac_energy_pJ * 1e-12,
+            "adc": self.adc_conversions * cost.adc_energy_pJ * 1e-12,
+            "cell_read": self.read_charge_S_s * cost.read_voltage_V**2
+            + self.cell_reads * cost.cell_read_energy_fJ * 1e-15,
+            "pulses": self.device_pulses * cost.pulse_energy_pJ * 1e-12,
+        }
+        e["total"] = sum(e.values())
+        return e
+
+    def latency_s(self, cost: CostSpec) -> dict[str, float]:
+        """Latency by component and in total (seconds), tiles in parallel, operations in sequence."""
+        t_mvm = (cost.dac_time_ns + cost.integration_time_ns + cost.adc_time_ns) * 1e-9
+        t = {
+            "mvm": self.mvm_cycles * t_mvm,
+            "update": self.update_slots * cost.pulse_time_ns * 1e-9,
+            "program": self.program_steps * (cost.pulse_time_ns + cost.integration_time_ns) * 1e-9,
+        }
+        t["total"] = sum(t.values())
+        return t
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)

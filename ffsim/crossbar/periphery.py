@@ -1,0 +1,113 @@
+"""DAC and ADC periphery kernels (Numba), fused so that each pass touches an array once.
+
+Units: the analog side works in *normalized units*, where an input at full DAC scale (1) meets a cell
+at full weight scale (1); a column's analog output is then a sum of up to ``rows`` such products and
+the ADC clips it at ``±out_bound``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ffsim.devices.rng import normals32_fill
+
+__all__ = ["adc_accumulate", "dac_convert", "quantize_signed"]
+
+
+@njit(inline="always", cache=True)
+def quantize_signed(v, levels_per_side):
+    """Round ``v`` (in [-1, 1]) to the nearest of ``2*levels_per_side + 1`` evenly spaced levels."""
+    return np.float32(np.rint(v * levels_per_side) / levels_per_side)
+
+
+@njit(parallel=True, cache=True)
+def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
+    """Input conversion of a batch ``x`` (B × n).
+
+    ``abs_max``: scale each row by its max |x| (noise management) so the DAC's full range is used; else
+    divide by ``bound``.  With ``bits > 0`` the scaled input is clipped to [-1, 1] and rounded to
+    ``2^(bits-1) - 1`` levels per side; ``bits == 0`` is an ideal converter.  Writes the converted
+    input ``xq``, its square ``xq2`` (when ``want_sq``) and the per-row scale.
+    """
+    B, n = x.shape
+    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
+    for b in prange(B):
+        s = np.float32(bound)
+        if abs_max:
+            m = np.float32(0.0)
+            for i in range(n):
+                a = abs(x[b, i])
+                if a > m:
+                    m = a
+            s = m if m > 0 else np.float32(1.0)
+        inv = np.float32(1.0) / s
+        scale[b] = s
+        for i in range(n):
+            v = x[b, i] * inv
+            if bits > 0:
+                if v > 1.0:
+                    v = np.float32(1.0)
+                elif v < -1.0:
+                    v = np.float32(-1.0)
+                v = np.float32(np.rint(v * lev) / lev)
+            xq[b, i] = v
+            if want_sq:
+                xq2[b, i] = v * v
+
+
+@njit(parallel=True, cache=True)
+def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound,
+                   inv_lsb, lsb, nonlin_on, scale, key, out):
+    """Convert every tile's partial sums and accumulate them digitally.
+
+    ``Z[t, b, j]``: analog output of input-tile t for sample b, column j; ``V``: its read-noise variance
+    (same shape; an empty array when there is no read noise); ``ZR[t, b, c]``: the reference-column
+    current of column tile c (subtracted before the ADC).  Per column of each tile the ADC applies gain,
+    offset, noise of variance ``gain² V + sigma_adc2``, the compression ``tanh(κ y/bound)/tanh(κ)``
+    (when ``nonlin_on``), clipping and rounding to the LSB (when ``bits_on``).
+    ``out[b, j] = scale[b] * Σ_t ADC_t``.  The normal variate of element (t, b, j) is number
+    ``(t B + b) N + j`` of stream ``key``, whatever the number of threads.
+    """
+    T, B, N = Z.shape
+    has_v = V.shape[0] == T
+    n_ct = (N + coltile - 1) // coltile
+    nth = min(B, 64)
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        buf = np.zeros(N, dtype=np.float32)
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            sb = scale[b]
+            for t in range(T):
+                if noise_on:
+                    normals32_fill(key, np.uint64((t * B + b) * N), N, buf)
+                for c in range(n_ct):
+                    zr = ZR[t, b, c]
+                    j0 = c * coltile
+                    j1 = min(j0 + coltile, N)
+                    if noise_on and has_v and bits_on and not nonlin_on:
+                        # the common case, written branch-free so that LLVM vectorizes it
+                        for j in range(j0, j1):
+                            g = gain[t, j]
+                            y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
+                            y = min(max(y, -bound), bound)
+                            y = np.float32(np.rint(y * inv_lsb)) * lsb * sb
+                            out[b, j] = y if t == 0 else out[b, j] + y
+                    else:
+                        for j in range(j0, j1):
+                            g = gain[t, j]
+                            y = g * (Z[t, b, j] - zr) + off[t, j]
+                            if noise_on:
+                                v = V[t, b, j] if has_v else np.float32(0.0)
+                                y += np.sqrt(g * g * v + sigma_adc2) * buf[j]
+                            if nonlin_on:
+                                k = kappa[t, j]
+                                if k > 0.0:
+                                    y = bound * np.tanh(k * y / bound) / tanh_kappa[t, j]
+                            if bits_on:
+                                y = min(max(y, -bound), bound)
+                                y = np.float32(np.rint(y * inv_lsb)) * lsb
+                            if t == 0:
+                                out[b, j] = y * sb
+                            else:
+                                out[b, j] += y * sb

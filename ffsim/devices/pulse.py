@@ -1,0 +1,225 @@
+"""Numba kernels of the in-situ pulsed update (stochastic pulse trains, Gokmen & Vlasov 2016).
+
+Each row i of a tile fires a train of ``BL`` slots with probability ``p_i`` per slot, each column j with
+probability ``q_j``; a coincidence at cell (i, j) is one pulse in direction sign(x_i d_j), whose effect
+is the device's nonlinear, asymmetric, noisy step (:func:`ffsim.devices.physics.mean_step`), clipped at
+the device's bounds.  Stuck devices do not move.
+
+Two kernels implement it:
+
+* :func:`pulse_exact` simulates every slot of every train, sample after sample (the reference);
+* :func:`pulse_aggregate` draws, for each cell, the number of coincidences of a whole mini-batch at once:
+  a Poisson number with the exact mean (two GEMMs give the expected up and down counts), each pulse up or
+  down with the exact odds, in random order.  It ignores the correlation between cells that share a row
+  or column train within one sample, and its count variance exceeds the exact one by
+  Σ_b BL_b (p q)² (small when coincidence probabilities are small).  ``tests/test_pulse.py`` compares
+  both kernels' statistics.
+
+Device planes: ``g[P, n_in, n_out]`` holds normalized conductances; ``P = 1`` for the 'reference' mapping
+and ``P = 2`` (G⁺, G⁻) for 'differential'.  ``mode`` selects how a weight pulse acts on the planes:
+0 one device; 1 push-pull pair (G⁺ one way, G⁻ the other); 2 'set_only' pair (SET on G⁺ for up,
+SET on G⁻ for down).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ffsim.devices.physics import P_ADD, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
+from ffsim.devices.rng import mix64, normal_at, poisson_at, uniform_at
+
+__all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "refresh_cache_cell"]
+
+_G2 = np.uint64(0xD6E8FEB86659FD93)
+
+
+@njit(inline="always", cache=True)
+def popcount64(v):
+    v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(inline="always", cache=True)
+def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, ctr):
+    """One pulse on one device: returns the new normalized conductance."""
+    u = prm[P_SMIN] + gval * R
+    du = mean_step(prm, u, d, dwu, dwd, gu, gd)
+    std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
+    if std > 0.0:
+        du += std * normal_at(key, ctr)
+    g = gval + du / R
+    if g < 0.0:
+        g = 0.0
+    elif g > gmax:
+        g = gmax
+    return g
+
+
+@njit(inline="always", cache=True)
+def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, ctr):
+    """One weight pulse of direction d at cell (i, j): returns the number of device pulses applied."""
+    n = 0
+    if mode == 0:
+        if stuck[0, i, j] == 0:
+            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
+                                      gd[0, i, j], gmax[0, i, j], key, ctr)
+            n = 1
+    elif mode == 1:
+        if stuck[0, i, j] == 0:
+            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
+                                      gd[0, i, j], gmax[0, i, j], key, ctr)
+            n += 1
+        if stuck[1, i, j] == 0:
+            g[1, i, j] = _step_device(prm, R, g[1, i, j], -d, dwu[1, i, j], dwd[1, i, j], gu[1, i, j],
+                                      gd[1, i, j], gmax[1, i, j], key, ctr ^ np.uint64(0x8000000000000000))
+            n += 1
+    else:
+        p = 0 if d > 0 else 1
+        if stuck[p, i, j] == 0:
+            g[p, i, j] = _step_device(prm, R, g[p, i, j], 1, dwu[p, i, j], dwd[p, i, j], gu[p, i, j],
+                                      gd[p, i, j], gmax[p, i, j], key, ctr)
+            n = 1
+    return n
+
+
+@njit(inline="always", cache=True)
+def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
+    """Apparent-state noise redrawn on every device an update touched (aihwkit write_noise_std)."""
+    s = prm[P_WNOISE]
+    for p in range(wn.shape[0]):
+        if stuck[p, i, j] != 0:
+            continue
+        if mode == 2 and ((d_last > 0 and p == 1) or (d_last < 0 and p == 0)):
+            continue
+        wn[p, i, j] = s * normal_at(key, ctr + np.uint64(p))
+
+
+@njit(inline="always", cache=True)
+def refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j):
+    """Effective normalized weight and read-noise variance of cell (i, j) (no IR drop)."""
+    noise = S2c.shape[0] > 0
+    a = g[0, i, j] + wn[0, i, j]
+    var = 0.0
+    if noise:
+        sa = lut_eval(lut, inv_step, (gmin_n + a) * xscale)
+        var = sa * sa
+    if g.shape[0] == 2:
+        b = g[1, i, j] + wn[1, i, j]
+        if noise:
+            sb = lut_eval(lut, inv_step, (gmin_n + b) * xscale)
+            var += sb * sb
+    else:
+        b = ref[i, j // coltile]
+    Wc[i, j] = (a - b) / span
+    if S2c.shape[0] > 0:
+        S2c[i, j] = var * t2 / (span * span)
+
+
+@njit(parallel=True, cache=True)
+def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
+                    cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
+    """Apply a mini-batch of pulses from the expected coincidence counts of each cell.
+
+    ``Etot[i, j]`` is the expected number of coincidences, ``Enet[i, j]`` the expected number of up
+    minus down ones (n_in × n_out).  Returns the number of device pulses applied; ``rowsum`` (per-row
+    Σ of normalized conductance) is kept current.
+    """
+    n_in, n_out = Etot.shape
+    wn_on = prm[P_WNOISE] > 0.0
+    total = 0
+    for i in prange(n_in):
+        row_total = 0
+        row_delta = 0.0
+        for j in range(n_out):
+            lam = Etot[i, j]
+            if lam <= 0.0:
+                continue
+            c = np.uint64(i * n_out + j)
+            n = poisson_at(key, c, lam)
+            if n == 0:
+                continue
+            ck = mix64(key ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
+            pu = 0.5 * (1.0 + Enet[i, j] / lam)
+            s0 = 0.0
+            for p in range(g.shape[0]):
+                s0 += g[p, i, j]
+            d = 1
+            for k in range(n):
+                d = 1 if uniform_at(ck, np.uint64(2 * k)) < pu else -1
+                row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck,
+                                         np.uint64(2 * k + 1))
+            for p in range(g.shape[0]):
+                row_delta += g[p, i, j]
+            row_delta -= s0
+            if wn_on:
+                _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
+            if cache_on:
+                refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+        rowsum[i] += row_delta
+        total += row_total
+    return total
+
+
+@njit(parallel=True, cache=True)
+def _fill_trains(P, BL, key, out):
+    B, n = P.shape
+    for b in range(B):
+        for i in prange(n):
+            p = P[b, i]
+            bits = np.uint64(0)
+            if p > 0.0:
+                base = np.uint64((b * n + i) * 64)
+                for t in range(BL[b]):
+                    if uniform_at(key, base + np.uint64(t)) < p:
+                        bits |= np.uint64(1) << np.uint64(t)
+            out[b, i] = bits
+
+
+@njit(parallel=True, cache=True)
+def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
+                cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
+    """Slot-by-slot simulation: sample b's row i fires each of BL[b] slots with probability Pr[b, i] and
+    sign Sr[b, i]; columns likewise (Pc, Sc).  Samples are applied one after the other.
+
+    Returns the number of device pulses applied.
+    """
+    B, n_in = Pr.shape
+    n_out = Pc.shape[1]
+    rows = np.empty((B, n_in), dtype=np.uint64)
+    cols = np.empty((B, n_out), dtype=np.uint64)
+    _fill_trains(Pr, BL, key, rows)
+    _fill_trains(Pc, BL, mix64(key ^ np.uint64(0x243F6A8885A308D3)), cols)
+    wn_on = prm[P_WNOISE] > 0.0
+    total = 0
+    for b in range(B):
+        kb = mix64(key + np.uint64(b + 1) * _G2)
+        for i in prange(n_in):
+            ri = rows[b, i]
+            if ri == 0:
+                continue
+            row_total = 0
+            row_delta = 0.0
+            for j in range(n_out):
+                n = popcount64(ri & cols[b, j])
+                if n == 0:
+                    continue
+                d = 1 if Sr[b, i] * Sc[b, j] > 0 else -1
+                ck = mix64(kb ^ np.uint64(i * n_out + j))
+                for p in range(g.shape[0]):
+                    row_delta -= g[p, i, j]
+                for k in range(n):
+                    row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck,
+                                             np.uint64(2 * k + 1))
+                for p in range(g.shape[0]):
+                    row_delta += g[p, i, j]
+                if wn_on:
+                    _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
+                if cache_on:
+                    refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c,
+                                       i, j)
+            rowsum[i] += row_delta
+            total += row_total
+    return total
