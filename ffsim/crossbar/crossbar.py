@@ -385,13 +385,12 @@ class Crossbar:
         n_vec = xb.shape[0]
         self.ops.dac_conversions += n_vec * self.in_features * len(self._col_tiles)
         self.ops.adc_conversions += n_vec * self.out_features * len(self._row_tiles)
+        self.ops.macs += n_vec * self.in_features * self.out_features
         if not self._ideal:
             self.ops.cell_reads += n_vec * self.in_features * (self._P * self.out_features
                                                                + (len(self._col_tiles) if self._P == 1 else 0))
             self.ops.read_charge_S_s += float(x2 @ self._row_conductance_S()) * \
                 self.profile.cost.integration_time_ns * 1e-9
-        else:
-            self.ops.cell_reads += n_vec * self.in_features * self.out_features
         self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 
@@ -410,12 +409,11 @@ class Crossbar:
         n_vec = db.shape[0]
         self.ops.dac_conversions += n_vec * self.out_features * len(self._row_tiles)
         self.ops.adc_conversions += n_vec * self.in_features * len(self._col_tiles)
+        self.ops.macs += n_vec * self.in_features * self.out_features
         if not self._ideal:
             self.ops.cell_reads += n_vec * self.out_features * self.in_features * self._P
             self.ops.read_charge_S_s += float(x2 @ self._col_conductance_S()) * \
                 self.profile.cost.integration_time_ns * 1e-9
-        else:
-            self.ops.cell_reads += n_vec * self.in_features * self.out_features
         self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 
@@ -423,6 +421,8 @@ class Crossbar:
         """DAC → per-tile GEMMs (signal, read variance) → ADC; returns (outputs, Σ_b x_q² per input)."""
         p = self.profile
         B, n_out = x.shape[0], W.shape[1]
+        if B == 0:
+            return np.zeros((0, n_out), dtype=np.float32), np.zeros(x.shape[1])
         xq = np.empty_like(x)
         xq2 = np.empty_like(x)
         scale = np.empty(B, dtype=np.float32)
@@ -585,8 +585,8 @@ class Crossbar:
         """
         n_in, n_out = self.shape
         self.ops.mvm_cycles += n_in
+        self.ops.macs += n_in * n_out
         if self._ideal:
-            self.ops.cell_reads += n_in * n_out
             return (self._W * self.w_max).astype(np.float32)
         t_f = math.sqrt(self._t2())
         x_grid = np.linspace(0, (self._lut.size - 1) / self._lut_inv, self._lut.size)

@@ -19,7 +19,6 @@ are all at g_max.  The cell's current (signal and read noise alike) is scaled by
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from ffsim.devices.physics import lut_eval

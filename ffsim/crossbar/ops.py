@@ -4,9 +4,11 @@ The counter is public and measurable (a real chip can count its conversions and 
 hidden device state.  Energy model:
 
 * each DAC and ADC conversion costs ``dac_energy_pJ`` / ``adc_energy_pJ``;
-* each cell read costs ``cell_read_energy_fJ`` plus its physical energy V²·G·t_int, where V is the
-  read voltage times the converted input (|x| ≤ 1 at full scale) and G the device's conductance at that
-  moment; the counter accumulates Σ x²·G·t_int exactly (via row sums of G) and multiplies by V²;
+* each weight use (one multiply-accumulate, ``macs``) costs ``mac_energy_fJ`` (the whole MAC of a
+  digital profile, or a sensing overhead);
+* each device read costs its physical energy V²·G·t_int, where V is the read voltage times the converted
+  input (|x| ≤ 1 at full scale) and G the device's conductance at that moment; the counter accumulates
+  Σ x²·G·t_int exactly (via row sums of G) and multiplies by V²;
 * each device pulse (update or write-verify programming) costs ``pulse_energy_pJ``.
 
 Latency model: all tiles of a crossbar work in parallel; one MVM (all tiles, one input vector) takes
@@ -30,7 +32,10 @@ class OpCounter:
 
     dac_conversions: int = 0
     adc_conversions: int = 0
+    macs: int = 0
+    """Weight uses (one multiply-accumulate each, whatever the number of devices per weight)."""
     cell_reads: int = 0
+    """Device reads (a differential pair is two; reference columns count too)."""
     read_charge_S_s: float = 0.0
     """Σ x²·G·t_int over cell reads (siemens·seconds); times V_read² gives joules."""
     mvm_cycles: int = 0
@@ -59,8 +64,8 @@ class OpCounter:
         e = {
             "dac": self.dac_conversions * cost.dac_energy_pJ * 1e-12,
             "adc": self.adc_conversions * cost.adc_energy_pJ * 1e-12,
-            "cell_read": self.read_charge_S_s * cost.read_voltage_V**2
-            + self.cell_reads * cost.cell_read_energy_fJ * 1e-15,
+            "mac": self.macs * cost.mac_energy_fJ * 1e-15,
+            "cell_read": self.read_charge_S_s * cost.read_voltage_V**2,
             "pulses": self.device_pulses * cost.pulse_energy_pJ * 1e-12,
         }
         e["total"] = sum(e.values())

@@ -63,8 +63,30 @@ def uniform_at(key, ctr):
 
 
 @njit(cache=True)
+def _zig_slow(key, h, i, x):
+    """The ziggurat's slow path for magnitude ``x`` from layer ``i`` that failed the fast test.
+
+    Returns the accepted magnitude, or -1.0 when the attempt is rejected and the sampler must restart.
+    ``h`` seeds the fresh random numbers of this attempt.
+    """
+    h2 = mix64(key ^ h ^ np.uint64(0xD1B54A32D192ED03))
+    if i == 0:  # the tail beyond R (Marsaglia 1964)
+        u1 = (np.float64(h2 >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+        u2 = (np.float64(mix64(h2) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+        xx = -np.log(u1) / _R
+        yy = -np.log(u2)
+        if 2.0 * yy > xx * xx:
+            return _R + xx
+        return -1.0
+    u2 = np.float64(h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    if ZIG_F[i + 1] + u2 * (ZIG_F[i] - ZIG_F[i + 1]) < np.exp(-0.5 * x * x):
+        return x
+    return -1.0
+
+
+@njit(cache=True)
 def _normal_exact(key, ctr):
-    """Exact float64 ziggurat normal; loops (rarely) until accepted."""
+    """Exact float64 ziggurat normal; restarts (rarely) until an attempt is accepted."""
     c = ctr
     while True:
         h = word_at(key, c)
@@ -74,18 +96,9 @@ def _normal_exact(key, ctr):
         x = u * ZIG_X[i]
         if x < ZIG_X[i + 1]:
             return sgn * x
-        h2 = mix64(h ^ np.uint64(0xD1B54A32D192ED03))
-        if i == 0:
-            u1 = (np.float64(h2 >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-            u2 = (np.float64(mix64(h2) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-            xx = -np.log(u1) / _R
-            yy = -np.log(u2)
-            if 2.0 * yy > xx * xx:
-                return sgn * (_R + xx)
-        else:
-            u2 = np.float64(h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-            if ZIG_F[i + 1] + u2 * (ZIG_F[i] - ZIG_F[i + 1]) < np.exp(-0.5 * x * x):
-                return sgn * x
+        m = _zig_slow(key, h, i, x)
+        if m >= 0.0:
+            return sgn * m
         c = c ^ np.uint64(0x632BE59BD9B4E019) ^ (h << np.uint64(1))
 
 
@@ -96,14 +109,36 @@ def normal_at(key, ctr):
 
 
 @njit(inline="always", cache=True)
-def normal32_from_word(w, key):
-    """Standard normal (float32) from a 32-bit word ``w`` (held in a uint64); exact fallback on rejection."""
+def _zig32_fast(w):
+    """Fast path of the float32 ziggurat from a 32-bit word: (value, accepted)."""
     i = np.int64(w & np.uint64(127))
-    u = np.float32(w >> np.uint64(8)) * np.float32(1.0 / 16777216.0)
+    u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
     x = u * ZIG_X32[i]
-    if x < ZIG_X32[i + 1]:
-        return x if (w >> np.uint64(7)) & np.uint64(1) else -x
+    s = np.float32(1.0) if (w & np.uint64(128)) else np.float32(-1.0)
+    return s * x, x < ZIG_X32[i + 1]
+
+
+@njit(cache=True)
+def _zig32_finish(w, key):
+    """Complete a float32 ziggurat draw whose fast path rejected: slow path on the same (layer, x),
+    then, if that attempt is rejected too, a full restart."""
+    i = np.int64(w & np.uint64(127))
+    u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
+    x = np.float64(u * ZIG_X32[i])
+    sgn = 1.0 if (w & np.uint64(128)) else -1.0
+    m = _zig_slow(key, w, i, x)
+    if m >= 0.0:
+        return np.float32(sgn * m)
     return np.float32(_normal_exact(key ^ np.uint64(0x5851F42D4C957F2D), w))
+
+
+@njit(inline="always", cache=True)
+def normal32_from_word(w, key):
+    """Standard normal (float32) from a 32-bit word ``w`` (held in a uint64)."""
+    v, ok = _zig32_fast(w)
+    if ok:
+        return v
+    return _zig32_finish(w, key)
 
 
 @njit(cache=True)
@@ -143,22 +178,23 @@ def fmix32(h):
 
 
 @njit(inline="always", cache=True)
+def _word32(key32, ctr):
+    return fmix32(((ctr * np.uint64(0x9E3779B1)) ^ key32) & _M32)
+
+
+@njit(inline="always", cache=True)
 def normals32_fill(key, base, n, out):
     """``out[j]`` = standard normal number ``base + j`` of stream ``key`` (float32), j < n.
 
     A first loop, which LLVM vectorizes, takes the ziggurat's fast path from a 32-bit hash of the
-    counter (accepting 97 % of draws); a second loop replaces the rejected ones with the exact float64
-    sampler at the same counter.  The result depends only on (key, counter).  Counters are taken
-    modulo 2^32 within one call.
+    counter (accepting 97 % of draws) and marks the others with NaN; a second loop completes those with
+    the ziggurat's slow path from the same word.  The result depends only on (key, counter); counters
+    are taken modulo 2^32.
     """
     k32 = key & _M32
     for j in range(n):
-        w = fmix32((((base + np.uint64(j)) * np.uint64(0x9E3779B1)) ^ k32) & _M32)
-        i = np.int64(w & np.uint64(127))
-        u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
-        x = u * ZIG_X32[i]
-        s = np.float32(1.0) if (w & np.uint64(128)) else np.float32(-1.0)
-        out[j] = s * x if x < ZIG_X32[i + 1] else np.float32(np.nan)
+        v, ok = _zig32_fast(_word32(k32, base + np.uint64(j)))
+        out[j] = v if ok else np.float32(np.nan)
     for j in range(n):
         if out[j] != out[j]:
-            out[j] = np.float32(_normal_exact(key ^ np.uint64(0xA24BAED4963EE407), base + np.uint64(j)))
+            out[j] = _zig32_finish(_word32(k32, base + np.uint64(j)), key)

@@ -219,6 +219,7 @@ def _build(
     issues: list[ProfileIssue],
     sources: dict[str, str],
     given_sources: dict[str, str] | None,
+    built_sections: dict[str, Any] | None = None,
 ):
     """Build one section; ``given_sources`` is None when reading a file (sources come from the tables)."""
     where = keypath or "top level"
@@ -249,6 +250,8 @@ def _build(
                 failed = True
             else:
                 kwargs[key] = sub
+                if built_sections is not None:
+                    built_sections[key] = sub
             continue
         v = _check_value(f, hints[key], value, kp, issues)
         if v is _ABSENT:
@@ -275,8 +278,19 @@ def _build(
                                        f"source for an unknown key{_suggest(key, list(fields))}"))
             failed = True
     for name, f in fields.items():
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in table:
-            kp = f"{keypath}.{name}" if keypath else name
+        if name in table:
+            continue
+        kp = f"{keypath}.{name}" if keypath else name
+        if f.metadata.get("section"):
+            # an absent section is an empty one: its own required keys are then reported as missing
+            sub = _build(f.default_factory, {}, kp, issues, sources, {} if given_sources is None else given_sources)
+            if sub is None:
+                failed = True
+            else:
+                kwargs[name] = sub
+                if built_sections is not None:
+                    built_sections[name] = sub
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             issues.append(ProfileIssue(kp, _ABSENT, f"required key is missing from [{where}]"))
             failed = True
     if failed:
@@ -284,62 +298,70 @@ def _build(
     return cls(**kwargs)
 
 
-def _cross_checks(p: HardwareProfile) -> list[ProfileIssue]:
-    """Combinations that are individually valid but inconsistent together."""
+def _cross_checks(built: dict[str, Any]) -> list[ProfileIssue]:
+    """Combinations that are individually valid but inconsistent together.
+
+    ``built`` maps section names to the sections that validated (others are absent), so that these
+    checks are reported together with every other problem of the file.
+    """
     out: list[ProfileIssue] = []
-    d, u = p.device, p.update
     add = out.append
-    if d.mapping == "ideal":
-        noisy = {
-            "device.levels": d.levels != 0,
-            "device.programming.noise_poly_uS": bool(d.programming.noise_poly_uS),
-            "device.read_noise.model": d.read_noise.model != "none",
-            "device.drift.model": d.drift.model != "none",
-            "device.faults.stuck_at_gmin_fraction": d.faults.stuck_at_gmin_fraction > 0,
-            "device.faults.stuck_at_gmax_fraction": d.faults.stuck_at_gmax_fraction > 0,
-            "device.variation": d.variation != type(d.variation)(),
-            "update.model": u.model != "none",
-            "tile.ir_drop": p.tile.ir_drop > 0,
-        }
-        for key, bad in noisy.items():
-            if bad:
-                add(ProfileIssue(key, _ABSENT, "must be left at its default with device.mapping = 'ideal' "
-                                 "(float weights have no device physics)"))
+    d, u, tile = built.get("device"), built.get("update"), built.get("tile")
+    if d is not None and d.mapping == "ideal":
+        defaults = type(d)(mapping="ideal")
+        checks = [(f"device.{k}", getattr(d, k), getattr(defaults, k)) for k in ("g_min_uS", "g_max_uS", "levels")]
+        for sec in ("programming", "read_noise", "drift", "faults", "variation"):
+            mine, dflt = getattr(d, sec), getattr(defaults, sec)
+            for f in dataclasses.fields(mine):
+                checks.append((f"device.{sec}.{f.name}", getattr(mine, f.name), getattr(dflt, f.name)))
+        if u is not None:
+            checks.append(("update.model", u.model, "none"))
+        if tile is not None:
+            checks.append(("tile.ir_drop", tile.ir_drop, 0.0))
+        for key, value, default in checks:
+            if value != default:
+                shown = list(value) if isinstance(value, tuple) else value
+                add(ProfileIssue(key, shown, f"must be left at its default ({default!r}) with device.mapping = "
+                                 "'ideal' (float weights have no device physics)"))
         return out
-    if not d.g_max_uS > d.g_min_uS:
-        add(ProfileIssue("device.g_max_uS", d.g_max_uS, f"must be greater than device.g_min_uS ({d.g_min_uS})"))
-    if d.levels == 1:
-        add(ProfileIssue("device.levels", 1, "must be 0 (continuous) or at least 2"))
-    f = d.faults
-    if f.stuck_at_gmin_fraction + f.stuck_at_gmax_fraction > 1:
-        add(ProfileIssue("device.faults", [f.stuck_at_gmin_fraction, f.stuck_at_gmax_fraction],
-                         "stuck-at fractions must sum to at most 1"))
-    rn = d.read_noise
-    if rn.model == "poly" and not rn.poly_uS:
-        add(ProfileIssue("device.read_noise.poly_uS", [], "must be non-empty when model = 'poly'"))
-    if rn.model == "pcm_1f" and not (rn.q_coeff > 0 and rn.q_max > 0):
-        add(ProfileIssue("device.read_noise", [rn.q_coeff, rn.q_max],
-                         "model 'pcm_1f' needs q_coeff > 0 and q_max > 0"))
-    dr = d.drift
-    for which in ("mean", "std"):
-        lo, hi = getattr(dr, f"nu_{which}_min"), getattr(dr, f"nu_{which}_max")
-        if lo > hi:
-            add(ProfileIssue(f"device.drift.nu_{which}_min", lo, f"must not exceed nu_{which}_max ({hi})"))
-    if not u.state_max > u.state_min:
-        add(ProfileIssue("update.state_max", u.state_max, f"must be greater than update.state_min ({u.state_min})"))
-    elif not (u.state_min <= u.reference_state <= u.state_max):
-        add(ProfileIssue("update.reference_state", u.reference_state,
-                         f"must lie in [state_min, state_max] = [{u.state_min}, {u.state_max}]"))
-    if u.model != "none" and not u.dw_min > 0:
-        add(ProfileIssue("update.dw_min", u.dw_min, f"must be > 0 when update.model = '{u.model}'"))
-    if u.polarity == "set_only" and d.mapping != "differential":
-        add(ProfileIssue("update.polarity", "set_only",
-                         "needs device.mapping = 'differential' (the partner device takes the other sign)"))
-    if u.model == "linear":
-        for side, lim in (("gamma_up", u.state_max), ("gamma_down", u.state_min)):
-            if getattr(u, side) > 0 and lim == 0:
-                add(ProfileIssue(f"update.{side}", getattr(u, side),
-                                 "a 'linear' slope needs a non-zero bound on that side (state_max / state_min)"))
+    if d is not None:
+        if not d.g_max_uS > d.g_min_uS:
+            add(ProfileIssue("device.g_max_uS", d.g_max_uS,
+                             f"must be greater than device.g_min_uS ({d.g_min_uS})"))
+        if d.levels == 1:
+            add(ProfileIssue("device.levels", 1, "must be 0 (continuous) or at least 2"))
+        f = d.faults
+        if f.stuck_at_gmin_fraction + f.stuck_at_gmax_fraction > 1:
+            add(ProfileIssue("device.faults", [f.stuck_at_gmin_fraction, f.stuck_at_gmax_fraction],
+                             "stuck_at_gmin_fraction + stuck_at_gmax_fraction must be at most 1"))
+        rn = d.read_noise
+        if rn.model == "poly" and not rn.poly_uS:
+            add(ProfileIssue("device.read_noise.poly_uS", [], "must be non-empty when model = 'poly'"))
+        if rn.model == "pcm_1f" and not (rn.q_coeff > 0 and rn.q_max > 0):
+            add(ProfileIssue("device.read_noise", [rn.q_coeff, rn.q_max],
+                             "model 'pcm_1f' needs q_coeff > 0 and q_max > 0"))
+        dr = d.drift
+        for which in ("mean", "std"):
+            lo, hi = getattr(dr, f"nu_{which}_min"), getattr(dr, f"nu_{which}_max")
+            if lo > hi:
+                add(ProfileIssue(f"device.drift.nu_{which}_min", lo, f"must not exceed nu_{which}_max ({hi})"))
+    if u is not None:
+        if not u.state_max > u.state_min:
+            add(ProfileIssue("update.state_max", u.state_max,
+                             f"must be greater than update.state_min ({u.state_min})"))
+        elif not (u.state_min <= u.reference_state <= u.state_max):
+            add(ProfileIssue("update.reference_state", u.reference_state,
+                             f"must lie in [state_min, state_max] = [{u.state_min}, {u.state_max}]"))
+        if u.model != "none" and not u.dw_min > 0:
+            add(ProfileIssue("update.dw_min", u.dw_min, f"must be > 0 when update.model = '{u.model}'"))
+        if u.model == "linear":
+            for side, lim in (("gamma_up", u.state_max), ("gamma_down", u.state_min)):
+                if getattr(u, side) > 0 and lim == 0:
+                    add(ProfileIssue(f"update.{side}", getattr(u, side),
+                                     "a 'linear' slope needs a non-zero bound on that side (state_max / state_min)"))
+        if d is not None and u.polarity == "set_only" and d.mapping != "differential":
+            add(ProfileIssue("update.polarity", "set_only",
+                             "needs device.mapping = 'differential' (the partner device takes the other sign)"))
     return out
 
 
@@ -363,9 +385,9 @@ def profile_from_dict(
     """
     issues: list[ProfileIssue] = []
     srcs: dict[str, str] = {}
-    built = _build(HardwareProfile, data, "", issues, srcs, sources)
-    if built is not None:
-        issues += _cross_checks(built)
+    sections: dict[str, Any] = {}
+    built = _build(HardwareProfile, data, "", issues, srcs, sources, sections)
+    issues += _cross_checks(sections)
     if issues or built is None:
         raise ProfileError(origin, issues)
     merged = dict(sources or {})

@@ -329,8 +329,9 @@ class CostSpec(_SpecMixin):
         0.0, unit="V", doc="Read voltage at full input scale; cell read energy V²·G·t_int.", ge=0.0
     )
     integration_time_ns: float = param(0.0, unit="ns", doc="Analog integration time per MVM.", ge=0.0)
-    cell_read_energy_fJ: float = param(
-        0.0, unit="fJ", doc="Fixed energy per cell read (digital MAC or sense overhead).", ge=0.0
+    mac_energy_fJ: float = param(
+        0.0, unit="fJ", doc="Fixed energy per weight use (one multiply-accumulate: a digital MAC, or analog "
+        "sensing overhead), in addition to the devices' V²·G·t.", ge=0.0
     )
     dac_time_ns: float = param(0.0, unit="ns", doc="DAC settling time per MVM.", ge=0.0)
     adc_time_ns: float = param(0.0, unit="ns", doc="ADC conversion time per MVM.", ge=0.0)

@@ -1,0 +1,5 @@
+import sys
+
+from ffsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experiments: configs → runs on simulated chips → results (JSON, CSV, PNG)."""
