@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ffsim.devices.physics import P_ADD, P_REL, P_SMIN, P_STATE, lut_eval
-from ffsim.devices.rng import mix64, normal_at, uniform_at
+from ffsim.devices.rng import mix64, normal32_from_word, uniform_at, word_at
 
 
 def dac_naive(x, abs_max, bits, bound):
@@ -88,12 +88,12 @@ def mean_step_naive(model, u, d, dw_up, dw_dn, g_up, g_dn, smin, smax, a=0.0, b=
     return dw_up * f if d > 0 else -dw_dn * f
 
 
-def step_device_naive(prm, R, model, g, d, dwu, dwd, gu, gd, gmax, key, ctr, exp_params):
+def step_device_naive(prm, R, model, g, d, dwu, dwd, gu, gd, gmax, key, w32, exp_params):
     u = prm[P_SMIN] + g * R
     du = mean_step_naive(model, u, d, dwu, dwd, gu, gd, prm[P_SMIN], prm[P_SMIN] + R, *exp_params)
     std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
     if std > 0:
-        du += std * normal_at(np.uint64(key), np.uint64(ctr))
+        du += std * float(normal32_from_word(np.uint64(w32), np.uint64(key)))
     return min(max(float(g) + du / R, 0.0), gmax)
 
 
@@ -132,20 +132,22 @@ def pulse_exact_naive(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, prm, R, mod
                 d = 1 if Sr[b, i] * Sc[b, j] > 0 else -1
                 ck = np.uint64(mix64(kb ^ np.uint64(i * n_out + j)))
                 for k in range(n):
-                    ctr = 2 * k + 1
+                    w = np.uint64(word_at(ck, np.uint64(k)))
+                    lo = w & np.uint64(0xFFFFFFFF)
                     if mode == 0:
-                        g[0, i, j] = step_device_naive(prm, R, model, g[0, i, j], d, dwu, dwd, gu, gd, gmax, ck, ctr,
+                        g[0, i, j] = step_device_naive(prm, R, model, g[0, i, j], d, dwu, dwd, gu, gd, gmax, ck, lo,
                                                        exp_params)
                         total += 1
                     elif mode == 1:
-                        g[0, i, j] = step_device_naive(prm, R, model, g[0, i, j], d, dwu, dwd, gu, gd, gmax, ck, ctr,
+                        g[0, i, j] = step_device_naive(prm, R, model, g[0, i, j], d, dwu, dwd, gu, gd, gmax, ck, lo,
                                                        exp_params)
-                        g[1, i, j] = step_device_naive(prm, R, model, g[1, i, j], -d, dwu, dwd, gu, gd, gmax, ck,
-                                                       np.uint64(ctr) ^ np.uint64(0x8000000000000000), exp_params)
+                        lo2 = np.uint64(mix64(w)) & np.uint64(0xFFFFFFFF)
+                        g[1, i, j] = step_device_naive(prm, R, model, g[1, i, j], -d, dwu, dwd, gu, gd, gmax, ck, lo2,
+                                                       exp_params)
                         total += 2
                     else:
                         p = 0 if d > 0 else 1
-                        g[p, i, j] = step_device_naive(prm, R, model, g[p, i, j], 1, dwu, dwd, gu, gd, gmax, ck, ctr,
+                        g[p, i, j] = step_device_naive(prm, R, model, g[p, i, j], 1, dwu, dwd, gu, gd, gmax, ck, lo,
                                                        exp_params)
                         total += 1
     return g, total

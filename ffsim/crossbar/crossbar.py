@@ -29,6 +29,7 @@ from ffsim.devices.physics import (
     update_params,
 )
 from ffsim.devices.pulse import pulse_aggregate, pulse_exact
+from ffsim.devices.refresh import refresh_pairs
 from ffsim.devices.rng import draw_key
 from ffsim.profiles import HardwareProfile, load_profile
 
@@ -532,49 +533,31 @@ class Crossbar:
 
     def _refresh(self) -> None:
         """'set_only' pairs: where a device passed the threshold, read the weight, RESET both devices and
-        write the weight back onto one of them (aihwkit OneSidedUnitCell refresh)."""
-        u = self.profile.update
-        g = self._g
-        mask = (np.maximum(g[0], g[1]) > u.refresh_threshold) & (self._stuck[0] == 0) & (self._stuck[1] == 0)
-        n = int(mask.sum())
+        write the weight back onto one of them (see :mod:`ffsim.devices.refresh`)."""
+        p = self.profile
+        u, d = p.update, p.device
+        dr = d.drift
+        nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
+                           dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
+        drift_on = self._nu is not None
+        nu = self._nu if drift_on else np.zeros((2, 1, 1), np.float32)
+        prog = np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg
+        cache_on = p.tile.ir_drop == 0
+        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
+        n = refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, nu_prm, prog, d.levels,
+                          u.refresh_threshold, (u.reset_state - u.state_min) / self._R, u.reset_std / self._R,
+                          self._gmin_n, self._xscale, self._lut, self._lut_inv, math.sqrt(self._t2()),
+                          draw_key(self._rng), cache_on, self._W, S2, self._ref, self._col_tile, self._span,
+                          self._t2(), self._rowsum)
         if n == 0:
             return
-        idx = np.nonzero(mask)
-        wread = self._verify_read_devices(idx)
-        r0 = (u.reset_state - u.state_min) / self._R
-        reset = np.clip(r0 + u.reset_std / self._R * self._rng.standard_normal((2, n)), 0.0, None)
-        tgt_p = reset[0] + np.maximum(wread, 0.0)
-        tgt_m = reset[1] + np.maximum(-wread, 0.0)
-        gm = np.stack([self._gmax[0][idx], self._gmax[1][idx]])
-        new = self._write(np.stack([tgt_p, tgt_m]), gm)
-        # devices that need no new conductance keep their RESET value
-        keep_p = wread <= 0
-        keep_m = wread >= 0
-        new[0, keep_p] = np.minimum(reset[0, keep_p], gm[0, keep_p])
-        new[1, keep_m] = np.minimum(reset[1, keep_m], gm[1, keep_m])
-        g[0][idx] = new[0]
-        g[1][idx] = new[1]
-        if self._nu is not None:
-            targets = np.stack([tgt_p, tgt_m])
-            mean, std = drift_nu_params(self.profile, self.profile.device.g_min_uS + targets * self._dg)
-            nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0)
-            self._nu[0][idx] = nu[0]
-            self._nu[1][idx] = nu[1]
-        wv = self.profile.cost.write_verify_pulses
-        self.ops.device_pulses += int(round(2 * n + n * wv))
+        wv = p.cost.write_verify_pulses
+        self.ops.device_pulses += int(round(n * (2 + wv)))
         self.ops.cell_reads += 2 * n
-        self._dirty = True
-
-    def _verify_read_devices(self, idx) -> np.ndarray:
-        """Noisy per-device reads of the normalized weight of the cells ``idx`` (differential pairs)."""
-        t_f = math.sqrt(self._t2())
-        out = np.zeros(len(idx[0]))
-        for pl, sign in ((0, 1.0), (1, -1.0)):
-            gv = self._g[pl][idx].astype(np.float64) + self._wn[pl][idx]
-            x = (self._gmin_n + gv) * self._xscale
-            sig = np.interp(x, np.linspace(0, (self._lut.size - 1) / self._lut_inv, self._lut.size), self._lut) * t_f
-            out += sign * (gv + sig * self._rng.standard_normal(gv.shape))
-        return out / self._span
+        self.ops.adc_conversions += 2 * n
+        if not cache_on:
+            self._dirty = True
+        self._colsum_dirty = True
 
     def read_weights(self) -> np.ndarray:
         """A noisy measurement of the stored weights, cell by cell (verify reads).

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from ffsim.devices.physics import P_ADD, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
-from ffsim.devices.rng import mix64, normal_at, poisson_at, uniform_at
+from ffsim.devices.rng import mix64, normal32_from_word, normal_at, poisson_at, uniform_at, word_at
 
 __all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "refresh_cache_cell"]
 
@@ -42,14 +42,20 @@ def popcount64(v):
     return np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
+_M32 = np.uint64(0xFFFFFFFF)
+
+
 @njit(inline="always", cache=True)
-def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, ctr):
-    """One pulse on one device: returns the new normalized conductance."""
+def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
+    """One pulse on one device: returns the new normalized conductance.
+
+    ``w32`` is the 32-bit random word of this pulse's cycle-to-cycle noise.
+    """
     u = prm[P_SMIN] + gval * R
     du = mean_step(prm, u, d, dwu, dwd, gu, gd)
     std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
     if std > 0.0:
-        du += std * normal_at(key, ctr)
+        du += std * normal32_from_word(w32, key)
     g = gval + du / R
     if g < 0.0:
         g = 0.0
@@ -59,28 +65,31 @@ def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, ctr):
 
 
 @njit(inline="always", cache=True)
-def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, ctr):
-    """One weight pulse of direction d at cell (i, j): returns the number of device pulses applied."""
+def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w):
+    """One weight pulse of direction d at cell (i, j), its noise from the 64-bit word ``w``.
+
+    Returns the number of device pulses applied.
+    """
     n = 0
     if mode == 0:
         if stuck[0, i, j] == 0:
             g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, ctr)
+                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
             n = 1
     elif mode == 1:
         if stuck[0, i, j] == 0:
             g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, ctr)
+                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
             n += 1
         if stuck[1, i, j] == 0:
             g[1, i, j] = _step_device(prm, R, g[1, i, j], -d, dwu[1, i, j], dwd[1, i, j], gu[1, i, j],
-                                      gd[1, i, j], gmax[1, i, j], key, ctr ^ np.uint64(0x8000000000000000))
+                                      gd[1, i, j], gmax[1, i, j], key, mix64(w) & _M32)
             n += 1
     else:
         p = 0 if d > 0 else 1
         if stuck[p, i, j] == 0:
             g[p, i, j] = _step_device(prm, R, g[p, i, j], 1, dwu[p, i, j], dwd[p, i, j], gu[p, i, j],
-                                      gd[p, i, j], gmax[p, i, j], key, ctr)
+                                      gd[p, i, j], gmax[p, i, j], key, w & _M32)
             n = 1
     return n
 
@@ -148,9 +157,9 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
                 s0 += g[p, i, j]
             d = 1
             for k in range(n):
-                d = 1 if uniform_at(ck, np.uint64(2 * k)) < pu else -1
-                row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck,
-                                         np.uint64(2 * k + 1))
+                w = word_at(ck, np.uint64(k))
+                d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
+                row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
             for p in range(g.shape[0]):
                 row_delta += g[p, i, j]
             row_delta -= s0
@@ -212,7 +221,7 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
                     row_delta -= g[p, i, j]
                 for k in range(n):
                     row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck,
-                                             np.uint64(2 * k + 1))
+                                             word_at(ck, np.uint64(k)))
                 for p in range(g.shape[0]):
                     row_delta += g[p, i, j]
                 if wn_on:
