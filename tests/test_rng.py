@@ -22,9 +22,10 @@ def _normals64(key, n):
 def _normals32(key, n):
     out = np.empty(n, np.float32)
     chunk = 1000
+    scratch = np.zeros((3, chunk // 2), np.float32)
     for a in range(0, n, chunk):
         m = min(chunk, n - a)
-        normals32_fill(key, np.uint64(a), m, out[a:a + m])
+        normals32_fill(key, np.uint64(2 * a), m, out[a:a + m], scratch)
     return out
 
 
@@ -61,11 +62,19 @@ def test_normals_are_standard_normal(gen):
     assert abs((np.abs(z) > 3).sum() - N * p3) < 5 * np.sqrt(N * p3)
 
 
-def test_float32_normals_match_any_chunking():
-    a = _normals32(np.uint64(7), 5000)
-    b = np.empty(5000, np.float32)
-    normals32_fill(np.uint64(7), np.uint64(0), 5000, b)
+def test_float32_normals_depend_only_on_key_and_block():
+    a = np.empty(1000, np.float32)
+    b = np.empty(1000, np.float32)
+    normals32_fill(np.uint64(7), np.uint64(2000), 1000, a, np.zeros((3, 500), np.float32))
+    normals32_fill(np.uint64(7), np.uint64(2000), 1000, b, np.ones((3, 500), np.float32))
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, _normals32(np.uint64(7), 2000)[1000:])
+    normals32_fill(np.uint64(8), np.uint64(2000), 1000, b, np.zeros((3, 500), np.float32))
+    assert not np.array_equal(a, b)
+    # odd block lengths: the last pair contributes its cosine only
+    c = np.empty(7, np.float32)
+    normals32_fill(np.uint64(7), np.uint64(0), 7, c, np.zeros((3, 4), np.float32))
+    assert np.all(np.isfinite(c))
 
 
 def test_uniforms_uniform_and_keys_independent():

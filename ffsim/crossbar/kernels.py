@@ -26,12 +26,12 @@ from ffsim.devices.physics import lut_eval
 __all__ = ["column_sums", "ir_loads", "rebuild_caches"]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _dprof(p):
     return p * (2.0 - p)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref):
     """Mean G/g_max on each row wire (per column tile) and column wire (per row tile) of every plane."""
     P, n_in, n_out = g.shape
@@ -65,7 +65,7 @@ def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref):
                 Lref[t, c] = s * xscale / (i1 - i0)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
                    Lrow, Lcol, Lref, W, S2, S2ref, rowsum):
     """Effective normalized weights ``W``, read variances ``S2`` (and ``S2ref`` of the reference
@@ -121,7 +121,7 @@ def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
                 S2ref[i, c] = sr * sr * t2 * inv_span2
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def column_sums(g, out):
     """Σ over rows and planes of normalized conductance, per column."""
     P, n_in, n_out = g.shape

@@ -15,13 +15,13 @@ from ffsim.devices.rng import normals32_fill
 __all__ = ["adc_accumulate", "dac_convert", "quantize_signed"]
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def quantize_signed(v, levels_per_side):
     """Round ``v`` (in [-1, 1]) to the nearest of ``2*levels_per_side + 1`` evenly spaced levels."""
     return np.float32(np.rint(v * levels_per_side) / levels_per_side)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     """Input conversion of a batch ``x`` (B × n).
 
@@ -56,7 +56,7 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
                 xq2[b, i] = v * v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound,
                    inv_lsb, lsb, nonlin_on, scale, key, out):
     """Convert every tile's partial sums and accumulate them digitally.
@@ -66,8 +66,8 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
     current of column tile c (subtracted before the ADC).  Per column of each tile the ADC applies gain,
     offset, noise of variance ``gain² V + sigma_adc2``, the compression ``tanh(κ y/bound)/tanh(κ)``
     (when ``nonlin_on``), clipping and rounding to the LSB (when ``bits_on``).
-    ``out[b, j] = scale[b] * Σ_t ADC_t``.  The normal variate of element (t, b, j) is number
-    ``(t B + b) N + j`` of stream ``key``, whatever the number of threads.
+    ``out[b, j] = scale[b] * Σ_t ADC_t``.  The normal variates of row (t, b) are the block of stream
+    ``key`` starting at counter ``(t B + b)(N + 1)``, whatever the number of threads.
     """
     T, B, N = Z.shape
     has_v = V.shape[0] == T
@@ -76,11 +76,12 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
     chunk = (B + nth - 1) // nth
     for th in prange(nth):
         buf = np.zeros(N, dtype=np.float32)
+        scratch = np.zeros((3, (N + 1) // 2), dtype=np.float32)
         for b in range(th * chunk, min(B, (th + 1) * chunk)):
             sb = scale[b]
             for t in range(T):
                 if noise_on:
-                    normals32_fill(key, np.uint64((t * B + b) * N), N, buf)
+                    normals32_fill(key, np.uint64((t * B + b) * N + t * B + b), N, buf, scratch)
                 for c in range(n_ct):
                     zr = ZR[t, b, c]
                     j0 = c * coltile

@@ -96,7 +96,7 @@ def read_noise_lut(profile: HardwareProfile, x_cap: float) -> tuple[np.ndarray, 
     return (sig / dg).astype(np.float32), float((LUT_SIZE - 1) / x_cap)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def lut_eval(table, inv_step, x):
     """Linear interpolation in a read-noise table (x clamped to the table's domain)."""
     if x <= 0.0:
@@ -121,8 +121,9 @@ def drift_nu_params(profile: HardwareProfile, g_uS: np.ndarray) -> tuple[np.ndar
 
 
 # Indices of the float parameter vector handed to the pulse kernels (see ffsim.devices.pulse).
-P_MODEL, P_SMIN, P_SMAX, P_A, P_B, P_AUP, P_ADN, P_REL, P_ADD, P_STATE, P_WNOISE = range(11)
-N_PARAMS = 11
+(P_MODEL, P_SMIN, P_SMAX, P_A, P_B, P_AUP, P_ADN, P_REL, P_ADD, P_STATE, P_WNOISE, P_INV_SMIN, P_INV_SMAX,
+ P_INV_RANGE) = range(14)
+N_PARAMS = 14
 
 
 def update_params(profile: HardwareProfile) -> np.ndarray:
@@ -140,31 +141,31 @@ def update_params(profile: HardwareProfile) -> np.ndarray:
     prm[P_ADD] = u.dw_min * u.step_noise_add
     prm[P_STATE] = u.dw_min * u.step_noise_state
     prm[P_WNOISE] = u.dw_min * u.write_noise
+    prm[P_INV_SMIN] = 1.0 / u.state_min if u.state_min != 0 else 0.0
+    prm[P_INV_SMAX] = 1.0 / u.state_max if u.state_max != 0 else 0.0
+    prm[P_INV_RANGE] = 1.0 / (u.state_max - u.state_min)
     return prm
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
     """Signed mean change of the state ``u`` for one pulse in direction ``d`` (+1 up, −1 down)."""
     model = np.int64(prm[P_MODEL])
-    smin = prm[P_SMIN]
     smax = prm[P_SMAX]
     f = 1.0
-    if model == 1:  # linear step (soft bounds for γ = 1)
+    if model == 1:  # linear step (soft bounds for γ = 1); a zero bound means no slope on that side
         if d > 0:
-            if smax != 0.0:
-                f = 1.0 - g_up * u / smax
+            f = 1.0 - g_up * u * prm[P_INV_SMAX]
         else:
-            if smin != 0.0:
-                f = 1.0 - g_dn * u / smin
+            f = 1.0 - g_dn * u * prm[P_INV_SMIN]
     elif model == 2:  # exponential step (aihwkit ExpStep)
-        z = 2.0 * prm[P_A] * u / (smax - smin) + prm[P_B]
+        z = 2.0 * prm[P_A] * u * prm[P_INV_RANGE] + prm[P_B]
         if d > 0:
             f = 1.0 - prm[P_AUP] * np.exp(g_up * z)
         else:
             f = 1.0 - prm[P_ADN] * np.exp(-g_dn * z)
     elif model == 3:  # power step (Fusi & Abbott 2007)
-        w = (smax - u) / (smax - smin)
+        w = (smax - u) * prm[P_INV_RANGE]
         w = min(max(w, 0.0), 1.0)
         if d > 0:
             f = w**g_up

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ffsim.devices.physics import P_ADD, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
+from ffsim.devices.physics import P_ADD, P_INV_RANGE, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
 from ffsim.devices.rng import mix64, normal32_from_word, normal_at, poisson_at, uniform_at, word_at
 
 __all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "refresh_cache_cell"]
@@ -34,7 +34,7 @@ __all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "refresh_cache_cell"]
 _G2 = np.uint64(0xD6E8FEB86659FD93)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def popcount64(v):
     v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
     v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -45,7 +45,7 @@ def popcount64(v):
 _M32 = np.uint64(0xFFFFFFFF)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
     """One pulse on one device: returns the new normalized conductance.
 
@@ -56,7 +56,7 @@ def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
     std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
     if std > 0.0:
         du += std * normal32_from_word(w32, key)
-    g = gval + du / R
+    g = gval + du * prm[P_INV_RANGE]
     if g < 0.0:
         g = 0.0
     elif g > gmax:
@@ -64,7 +64,7 @@ def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
     return g
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w):
     """One weight pulse of direction d at cell (i, j), its noise from the 64-bit word ``w``.
 
@@ -94,7 +94,7 @@ def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w)
     return n
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
     """Apparent-state noise redrawn on every device an update touched (aihwkit write_noise_std)."""
     s = prm[P_WNOISE]
@@ -106,7 +106,7 @@ def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
         wn[p, i, j] = s * normal_at(key, ctr + np.uint64(p))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j):
     """Effective normalized weight and read-noise variance of cell (i, j) (no IR drop)."""
     noise = S2c.shape[0] > 0
@@ -127,7 +127,7 @@ def refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step,
         S2c[i, j] = var * t2 / (span * span)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
                     cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
     """Apply a mini-batch of pulses from the expected coincidence counts of each cell.
@@ -172,7 +172,7 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _fill_trains(P, BL, key, out):
     B, n = P.shape
     for b in range(B):
@@ -187,7 +187,7 @@ def _fill_trains(P, BL, key, out):
             out[b, i] = bits
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
                 cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
     """Slot-by-slot simulation: sample b's row i fires each of BL[b] slots with probability Pr[b, i] and

@@ -22,7 +22,7 @@ __all__ = ["refresh_pairs"]
 _G = np.uint64(0x9E3779B97F4A7C15)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _poly(c, x):
     out = 0.0
     for k in range(c.shape[0] - 1, -1, -1):
@@ -30,7 +30,7 @@ def _poly(c, x):
     return out
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _nu(nu_prm, x, n):
     lx = np.log(max(x, 1e-12))
     m = min(max(nu_prm[0] * lx + nu_prm[1], nu_prm[2]), nu_prm[3])
@@ -38,7 +38,7 @@ def _nu(nu_prm, x, n):
     return max(m + s * n, 0.0)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
                   gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum):
     """Refresh every pair (i, j) of planes ``g[0]``, ``g[1]`` where a device exceeds ``thr``.
