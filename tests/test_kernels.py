@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ffsim.crossbar.kernels import ir_loads, rebuild_caches
-from ffsim.crossbar.periphery import adc_accumulate, dac_convert
+from ffsim.crossbar.periphery import adc_accumulate, dac_convert, zeros_like_view
 from ffsim.devices import physics
 from ffsim.devices.physics import lut_eval, read_noise_lut, read_noise_sigma_uS, update_params
 from ffsim.devices.pulse import popcount64, pulse_aggregate, pulse_exact
@@ -54,7 +54,7 @@ def test_adc_noiseless_matches_naive(bits, nonlin):
     bound = 5.0
     lsb = 2 * bound / (2.0**bits - 2) if bits > 1 else 2 * bound
     out = np.empty(Z.shape[1:], np.float32)
-    adc_accumulate(Z, np.empty((0, 0, 0), np.float32), ZR, gain, off, kappa, tk, 4, False, np.float32(0),
+    adc_accumulate(Z, zeros_like_view(Z.shape), ZR, gain, off, kappa, tk, 4, False, np.float32(0),
                    bits > 0, np.float32(bound), np.float32(1 / lsb), np.float32(lsb), nonlin, scale,
                    np.uint64(0), out)
     ref = naive.adc_naive_noiseless(Z, ZR, gain, off, kappa, tk, 4, bits, bound, scale)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ffsim.crossbar.kernels import column_sums, ir_loads, rebuild_caches
 from ffsim.crossbar.ops import OpCounter
-from ffsim.crossbar.periphery import adc_accumulate, dac_convert
+from ffsim.crossbar.periphery import adc_accumulate, dac_convert, zeros_like_view
 from ffsim.devices.physics import (
     drift_nu_params,
     programming_sigma_uS,
@@ -433,7 +433,7 @@ class Crossbar:
         T = len(in_tiles)
         read_noise = S2 is not None
         Z = np.empty((T, B, n_out), dtype=np.float32)
-        V = np.empty((T, B, n_out), dtype=np.float32) if read_noise else np.empty((0, 0, 0), np.float32)
+        V = np.empty((T, B, n_out), dtype=np.float32) if read_noise else zeros_like_view((T, B, n_out))
         n_ct = -(-n_out // out_tile)
         ZR = np.zeros((T, B, n_ct), dtype=np.float32)
         for t, (a, b) in enumerate(in_tiles):

@@ -12,7 +12,13 @@ from numba import njit, prange
 
 from ffsim.devices.rng import normals32_fill
 
-__all__ = ["adc_accumulate", "dac_convert", "quantize_signed"]
+__all__ = ["adc_accumulate", "dac_convert", "quantize_signed", "zeros_like_view"]
+
+
+def zeros_like_view(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """A read-as-zero array of any shape that occupies one element of memory."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape),
+                                           writeable=True)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -62,7 +68,7 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
     """Convert every tile's partial sums and accumulate them digitally.
 
     ``Z[t, b, j]``: analog output of input-tile t for sample b, column j; ``V``: its read-noise variance
-    (same shape; an empty array when there is no read noise); ``ZR[t, b, c]``: the reference-column
+    (same shape; a zero-stride array of zeros when there is no read noise); ``ZR[t, b, c]``: the reference-column
     current of column tile c (subtracted before the ADC).  Per column of each tile the ADC applies gain,
     offset, noise of variance ``gain² V + sigma_adc2``, the compression ``tanh(κ y/bound)/tanh(κ)``
     (when ``nonlin_on``), clipping and rounding to the LSB (when ``bits_on``).
@@ -70,7 +76,6 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
     ``key`` starting at counter ``(t B + b)(N + 1)``, whatever the number of threads.
     """
     T, B, N = Z.shape
-    has_v = V.shape[0] == T
     n_ct = (N + coltile - 1) // coltile
     nth = min(B, 64)
     chunk = (B + nth - 1) // nth
@@ -82,33 +87,43 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
             for t in range(T):
                 if noise_on:
                     normals32_fill(key, np.uint64((t * B + b) * N + t * B + b), N, buf, scratch)
+                first = t == 0
                 for c in range(n_ct):
                     zr = ZR[t, b, c]
                     j0 = c * coltile
                     j1 = min(j0 + coltile, N)
-                    if noise_on and has_v and bits_on and not nonlin_on:
-                        # the common case, written branch-free so that LLVM vectorizes it
+                    if nonlin_on:
+                        _adc_row_generic(Z, V, buf, gain, off, kappa, tanh_kappa, t, b, zr, j0, j1, sigma_adc2,
+                                         bits_on, bound, inv_lsb, lsb, sb, first, out)
+                    elif bits_on:
+                        # branch-free loops that LLVM vectorizes (buf is zero without noise)
                         for j in range(j0, j1):
                             g = gain[t, j]
                             y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
                             y = min(max(y, -bound), bound)
                             y = np.float32(np.rint(y * inv_lsb)) * lsb * sb
-                            out[b, j] = y if t == 0 else out[b, j] + y
+                            out[b, j] = y if first else out[b, j] + y
                     else:
                         for j in range(j0, j1):
                             g = gain[t, j]
-                            y = g * (Z[t, b, j] - zr) + off[t, j]
-                            if noise_on:
-                                v = V[t, b, j] if has_v else np.float32(0.0)
-                                y += np.sqrt(g * g * v + sigma_adc2) * buf[j]
-                            if nonlin_on:
-                                k = kappa[t, j]
-                                if k > 0.0:
-                                    y = bound * np.tanh(k * y / bound) / tanh_kappa[t, j]
-                            if bits_on:
-                                y = min(max(y, -bound), bound)
-                                y = np.float32(np.rint(y * inv_lsb)) * lsb
-                            if t == 0:
-                                out[b, j] = y * sb
-                            else:
-                                out[b, j] += y * sb
+                            y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
+                            y = y * sb
+                            out[b, j] = y if first else out[b, j] + y
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adc_row_generic(Z, V, buf, gain, off, kappa, tanh_kappa, t, b, zr, j0, j1, sigma_adc2, bits_on, bound,
+                     inv_lsb, lsb, sb, first, out):
+    for j in range(j0, j1):
+        g = gain[t, j]
+        y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
+        k = kappa[t, j]
+        if k > 0.0:
+            y = bound * np.tanh(k * y / bound) / tanh_kappa[t, j]
+        if bits_on:
+            y = min(max(y, -bound), bound)
+            y = np.float32(np.rint(y * inv_lsb)) * lsb
+        if first:
+            out[b, j] = y * sb
+        else:
+            out[b, j] += y * sb
