@@ -9,7 +9,10 @@ repeats is reported with the ratio.  Memory: the process's peak RSS and the byte
 Run:  python benchmarks/bench_crossbar.py [--profile pcm] [--repeats 30] [--json out.json]
 """
 
+# ruff: noqa: E402, I001, F401
 from __future__ import annotations
+
+import ffsim  # first, before numpy: sets OPENBLAS_THREAD_TIMEOUT and OMP_WAIT_POLICY (see ffsim/_runtime.py)
 
 import argparse
 import os
@@ -20,7 +23,6 @@ import time
 
 import numpy as np
 
-import ffsim  # noqa: F401  (first: sets the threading environment before numpy loads)
 from ffsim import Crossbar, load_profile
 
 
@@ -117,18 +119,85 @@ def run(profile: str = "pcm", n_in: int = 784, n_out: int = 2000, batch: int = 2
     }
 
 
+def stages(profile: str = "pcm", n_in: int = 784, n_out: int = 2000, batch: int = 256, repeats: int = 30,
+           seed: int = 0) -> dict:
+    """Time the stages of one forward pass separately: DAC, the per-tile BLAS products, the ADC stage."""
+    from ffsim.crossbar.periphery import adc_accumulate, dac_convert, zeros_like_view
+
+    prof = load_profile(profile)
+    rng = np.random.default_rng(seed)
+    W = (rng.standard_normal((n_in, n_out)) / 3).astype(np.float32)
+    x = np.maximum(rng.standard_normal((batch, n_in)), 0).astype(np.float32)
+    chip = Crossbar(prof, n_in, n_out, fab_seed=1, rng=np.random.default_rng(seed + 1))
+    chip.program(W)
+    chip.forward(x)
+    tiles = chip._row_tiles
+    T = len(tiles)
+    xq, xq2, sc = np.empty_like(x), np.empty_like(x), np.empty(batch, np.float32)
+    Z = np.empty((T, batch, n_out), np.float32)
+    V = np.empty_like(Z) if chip._S2 is not None else zeros_like_view(Z.shape)
+    ZR = np.zeros((T, batch, len(chip._col_tiles)), np.float32)
+    out = np.empty((batch, n_out), np.float32)
+    a = prof.adc
+    lsb = 2 * a.out_bound / (2.0**a.bits - 2) if a.bits > 1 else 1.0
+    adc = chip._adc_fwd
+
+    def dac():
+        dac_convert(x, prof.dac.noise_management == "abs_max", prof.dac.bits, np.float32(prof.dac.input_bound), True,
+                    xq, xq2, sc)
+
+    def gemms():
+        for t, (lo, hi) in enumerate(tiles):
+            np.matmul(xq[:, lo:hi], chip._W[lo:hi], out=Z[t])
+            if chip._S2 is not None:
+                np.matmul(xq2[:, lo:hi], chip._S2[lo:hi], out=V[t])
+
+    def adcs():
+        adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, chip._col_tile,
+                       chip._S2 is not None or a.noise_std > 0, np.float32(a.noise_std**2), a.bits > 0,
+                       np.float32(a.out_bound), np.float32(1 / lsb), np.float32(lsb), bool(np.any(adc.kappa > 0)),
+                       sc, np.uint64(7), out)
+
+    dac()
+    gemms()  # the ADC stage then converts realistic partial sums
+    res = {}
+    for name, f in (("dac", dac), ("blas_products", gemms), ("adc_stage", adcs)):
+        res[name] = _median_pair(lambda: x @ W, f, repeats)
+    return {"profile": profile, "row_tiles": T,
+            **{f"{k}_ms": v[1] * 1e3 for k, v in res.items()},
+            **{f"{k}_ratio": v[1] / v[0] for k, v in res.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="append", help="profile(s) to run (default: pcm)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--markdown", action="store_true", help="also print a markdown table")
+    ap.add_argument("--stages", action="store_true", help="time the stages of one forward pass instead")
     args = ap.parse_args()
+    if args.stages:
+        for p in args.profile or ["pcm"]:
+            r = stages(p, repeats=args.repeats)
+            print(f"{p}: {r['row_tiles']} row tiles; DAC {r['dac_ms']:.2f} ms ({r['dac_ratio']:.2f}x ideal), "
+                  f"BLAS products {r['blas_products_ms']:.2f} ms ({r['blas_products_ratio']:.2f}x), "
+                  f"ADC stage {r['adc_stage_ms']:.2f} ms ({r['adc_stage_ratio']:.2f}x)")
+        return
     results = [run(p, repeats=args.repeats) for p in (args.profile or ["pcm"])]
     for r in results:
         print(f"{r['profile']:>16}  W1 {r['W1_ffsim_ms']:7.2f} ms / ideal {r['W1_ideal_ms']:5.2f} ms = "
               f"{r['W1_ratio']:4.2f}x   W2 {r['W2_ffsim_ms']:7.2f} ms / ideal {r['W2_ideal_ms']:5.2f} ms = "
               f"{r['W2_ratio']:4.2f}x  ({r['W2_device_pulses_per_cell_per_update']:.3f} pulses/cell/update)  "
               f"chip {r['chip_state_MB']:.0f} MB, peak RSS {r['peak_rss_MB']:.0f} MB")
+    if args.markdown:
+        print("\n| profile | W1 ffsim (ms) | W1 ideal (ms) | W1 ratio | W2 ffsim (ms) | W2 ideal (ms) | W2 ratio "
+              "| pulses/cell/update | chip state (MB) | peak RSS (MB) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            print(f"| {r['profile']} | {r['W1_ffsim_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}×** "
+                  f"| {r['W2_ffsim_ms']:.1f} | {r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}×** "
+                  f"| {r['W2_device_pulses_per_cell_per_update']:.2f} | {r['chip_state_MB']:.0f} "
+                  f"| {r['peak_rss_MB']:.0f} |")
     if args.json:
         from ffsim.io import write_json_atomic
 

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+
+
+class PerformanceWarning(UserWarning):
+    """A setting that makes ffsim run slower than it could."""
 
 
 def configure_threads() -> None:
@@ -24,3 +29,11 @@ def configure_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    elif "OPENBLAS_THREAD_TIMEOUT" not in os.environ and (os.cpu_count() or 1) <= 8:
+        warnings.warn(
+            "numpy was imported before ffsim, so OpenBLAS keeps its worker threads spinning after each matrix "
+            "product and they compete with ffsim's Numba kernels (about 2x slower on few cores). Import ffsim "
+            "first or export OPENBLAS_THREAD_TIMEOUT=4 (FFSIM_NO_THREAD_TUNING=1 silences this).",
+            PerformanceWarning,
+            stacklevel=3,
+        )

@@ -26,7 +26,7 @@ def dac_naive(x, abs_max, bits, bound):
             s = m if m > 0 else 1.0
         scale[b] = s
         for i in range(n):
-            v = float(np.float32(x[b, i]) * np.float32(1.0 / np.float32(s)))
+            v = float(np.float32(x[b, i]) / np.float32(s))
             if bits > 0:
                 v = min(max(v, -1.0), 1.0)
                 v = round(v * lev) / lev  # Python round: half to even, like np.rint

@@ -265,3 +265,11 @@ def test_pulse_aggregate_counts_are_poisson_with_the_expected_mean():
     # E[up - down] = net per cell, Var = λ (each pulse ±1, Poisson thinning)
     assert abs(steps.mean() - net) < 5 * np.sqrt(lam / cells)
     assert abs(steps.var() - lam) < 5 * lam * np.sqrt(2 / cells) + 0.05
+
+
+def test_rational_tanh_matches_numpy():
+    from ffsim.crossbar.periphery import tanh_rational
+
+    xs = np.linspace(-12, 12, 20001)
+    approx = np.array([tanh_rational(v) for v in xs])
+    assert np.max(np.abs(approx - np.tanh(xs))) < 3e-7

@@ -307,6 +307,11 @@ def _cross_checks(built: dict[str, Any]) -> list[ProfileIssue]:
     out: list[ProfileIssue] = []
     add = out.append
     d, u, tile = built.get("device"), built.get("update"), built.get("tile")
+    for conv in ("dac", "adc"):
+        c = built.get(conv)
+        if c is not None and c.bits == 1:
+            add(ProfileIssue(f"{conv}.bits", 1, "must be 0 (ideal converter) or at least 2 (a signed converter needs "
+                             "levels on both sides of zero)"))
     if d is not None and d.mapping == "ideal":
         defaults = type(d)(mapping="ideal")
         checks = [(f"device.{k}", getattr(d, k), getattr(defaults, k)) for k in ("g_min_uS", "g_max_uS", "levels")]
