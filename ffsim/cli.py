@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ffsim.data import DatasetError
 from ffsim.profiles import ProfileError, describe_profile, list_profiles, load_profile
 
 __all__ = ["main"]
@@ -50,6 +51,59 @@ def _cmd_crossbar_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_set(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE (got {item!r})")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ffsim.ff import FFConfig, TrainingDiverged, train
+
+    if args.model == "bp":
+        print("ffsim: error: the backprop baseline (--model bp) is not part of this version", file=sys.stderr)
+        return 2
+    mode = args.mode or ("ideal" if args.profile == "ideal" else "insitu")
+    fields = {"model": args.model, "profile": args.profile, "mode": mode, "seed": args.seed,
+              "fab_seed": args.fab_seed, "validation": args.validation}
+    if args.layers:
+        try:
+            fields["layers"] = tuple(int(v) for v in args.layers.split(","))
+        except ValueError:
+            raise ValueError(f"--layers must be comma-separated widths, e.g. 2000,2000 (got {args.layers!r})") from None
+    for name in ("epochs", "batch_size", "lr", "lr_head", "eval_train_cases", "eval_every", "negatives", "goodness",
+                 "threshold", "temperature", "norm", "peer_norm", "pulse_mode"):
+        v = getattr(args, name)
+        if v is not None:
+            fields[name] = v
+    fields.update(_parse_set(args.set))
+    load_profile(args.profile)  # a bad profile fails here, before any data is loaded
+    cfg = FFConfig(**fields)
+    try:
+        res = train(cfg, args.out, dataset=args.dataset, resume=args.resume, progress=not args.no_progress,
+                    train_cases=args.train_cases, test_cases=args.test_cases)
+    except TrainingDiverged as exc:
+        print(f"ffsim: training diverged: {exc}", file=sys.stderr)
+        return 3
+    f = res["final"]
+    if f.get("test_error_softmax") is not None:
+        errs = [f"{100 * f[k]:.2f}% ({name})" for k, name in (("test_error_goodness", "goodness"),
+                                                              ("test_error_softmax", "softmax")) if f.get(k) is not None]
+        print(f"test error: {', '.join(errs)}; energy {f['train_energy_J_per_sample'] * 1e6:.3f} uJ per training "
+              f"sample, {f['inference_energy_J_per_image'] * 1e6:.3f} uJ per inference")
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ffsim", description="Forward-Forward on simulated analog chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fab-seed", type=int, default=1, help="fabrication seed of the chip")
     p.add_argument("--out", help="folder for retention.json")
     p.set_defaults(func=_cmd_crossbar_demo)
+
+    p = sub.add_parser("train", help="train a Forward-Forward network on a simulated chip")
+    p.add_argument("--profile", default="ideal", help="hardware profile name or path (default: ideal)")
+    p.add_argument("--model", default="ff", choices=["ff", "ff-unsupervised", "ff-recurrent", "bp"])
+    p.add_argument("--mode", choices=["ideal", "insitu", "hybrid"],
+                   help="where the weights live (default: ideal for the ideal profile, else insitu)")
+    p.add_argument("--layers", help="hidden widths, e.g. 2000,2000,2000,2000 (default 1000,1000,1000)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lr-head", type=float)
+    p.add_argument("--negatives", choices=["hard", "uniform"])
+    p.add_argument("--goodness", choices=["sumsq", "meansq", "neg_sumsq"])
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--norm", choices=["rms", "l2"])
+    p.add_argument("--peer-norm", type=float)
+    p.add_argument("--pulse-mode", choices=["aggregate", "exact"])
+    p.add_argument("--seed", type=int, default=0, help="run seed (initialization, data order, noise)")
+    p.add_argument("--fab-seed", type=int, default=1, help="fabrication seed of the chip")
+    p.add_argument("--validation", type=int, default=0, help="hold out this many training cases for validation")
+    p.add_argument("--train-cases", type=int, help="use only the first N training cases")
+    p.add_argument("--test-cases", type=int, help="evaluate on the first N test cases only")
+    p.add_argument("--eval-train-cases", type=int, help="training cases used to measure training error")
+    p.add_argument("--eval-every", type=int, help="evaluate every N epochs (and after the last)")
+    p.add_argument("--dataset", default="mnist", help="dataset name or path (.npz or a folder of IDX files)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other FFConfig field (JSON value)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, results.json, learning_curves.png)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -78,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ProfileError as exc:
         print(f"ffsim: {exc}", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"ffsim: dataset error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError) as exc:
         print(f"ffsim: error: {exc}", file=sys.stderr)

@@ -306,26 +306,44 @@ class Crossbar:
         """Seconds since the chip was last programmed (advanced by :meth:`advance`)."""
         return self._t
 
-    def program(self, W: np.ndarray) -> None:
+    def program(self, W: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Write target weights by write-verify.
 
         Targets are clipped to the representable range (±``w_max``, and each device's own maximum
         conductance), rounded to the device's levels, then written with the profile's state-dependent
         programming error.  Stuck devices keep their value.  Drift exponents are drawn for the new
-        states and the chip's clock restarts at 0.
+        states.
+
+        Without ``mask`` the whole array (and its reference column) is written and the chip's clock
+        restarts at 0.  With a boolean ``mask`` (in_features × out_features) only those cells are
+        rewritten (selective write-verify, as in mixed-precision training); the others, the reference
+        column and the clock are left as they are, and only the rewritten cells are counted.
         """
         W = np.asarray(W)
         if W.shape != self.shape:
             raise ValueError(f"program: W must have shape {self.shape}, got {W.shape}")
-        if not np.all(np.isfinite(W)):
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != self.shape or mask.dtype != np.bool_:
+                raise ValueError(f"program: mask must be a boolean array of shape {self.shape}")
+            if not np.all(np.isfinite(W[mask])):
+                raise ValueError("program: W contains NaN or inf")
+        elif not np.all(np.isfinite(W)):
             raise ValueError("program: W contains NaN or inf")
-        self._t = 0.0
-        self._gdc_gain = 1.0
-        self._updates_since_refresh = 0
+        if mask is None:
+            self._t = 0.0
+            self._gdc_gain = 1.0
+            self._updates_since_refresh = 0
         if self._ideal:
-            self._W[...] = W / self.w_max
+            if mask is None:
+                self._W[...] = W / self.w_max
+            else:
+                self._W[mask] = W[mask] / self.w_max
             return
         p, d = self.profile, self.profile.device
+        if mask is not None:
+            self._program_cells(W, mask)
+            return
         wn = W.astype(np.float64) / self.w_max
         if self._P == 2:
             targets = np.stack([np.maximum(wn, 0.0), np.maximum(-wn, 0.0)])
@@ -340,13 +358,43 @@ class Crossbar:
             self._ref[...] = self._write(np.full(self._ref.shape, self._gref0), 1.0)
         self._draw_drift_exponents(targets)
         n_dev = self._P * self.in_features * self.out_features + (self._ref.size if self._P == 1 else 0)
-        wv = p.cost.write_verify_pulses
-        self.ops.device_pulses += int(round(n_dev * wv))
-        self.ops.cell_reads += int(round(n_dev * wv))
-        self.ops.program_steps += int(math.ceil(min(self._row_tile, self.in_features) * self._P * wv))
+        self._count_programming(n_dev, min(self._row_tile, self.in_features))
         self._dirty = True
         if d.drift.model != "none":
             self._gdc_ref = self._gdc_measure()
+
+    def _count_programming(self, n_dev: int, rows: int) -> None:
+        wv = self.profile.cost.write_verify_pulses
+        self.ops.device_pulses += int(round(n_dev * wv))
+        self.ops.cell_reads += int(round(n_dev * wv))
+        self.ops.program_steps += int(math.ceil(rows * self._P * wv))
+
+    def _program_cells(self, W: np.ndarray, mask: np.ndarray) -> None:
+        idx = np.nonzero(mask)
+        n = len(idx[0])
+        if n == 0:
+            return
+        wn = W[idx].astype(np.float64) / self.w_max
+        if self._P == 2:
+            targets = np.stack([np.maximum(wn, 0.0), np.maximum(-wn, 0.0)])
+        else:
+            targets = (self._gref0 + wn * self._span)[None]
+        gmax = np.stack([self._gmax[k][idx] for k in range(self._P)])
+        new = self._write(targets, gmax)
+        moving = np.stack([self._stuck[k][idx] == 0 for k in range(self._P)])
+        for k in range(self._P):
+            plane = self._g[k]
+            plane[idx] = np.where(moving[k], new[k], plane[idx])
+            if self._wn.strides != (0, 0, 0):
+                self._wn[k][idx] = 0.0
+        if self._nu is not None:
+            dm = self.profile.device
+            mean, std = drift_nu_params(self.profile, dm.g_min_uS + np.clip(targets, 0, None) * self._dg)
+            nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0)
+            for k in range(self._P):
+                self._nu[k][idx] = nu[k]
+        self._count_programming(self._P * n, int(np.unique(idx[0] % self._row_tile).size))
+        self._dirty = True
 
     def _write(self, targets: np.ndarray, gmax: np.ndarray | float) -> np.ndarray:
         """Write-verify to normalized targets: levels, each device's maximum ``gmax``, programming error."""
@@ -634,6 +682,44 @@ class Crossbar:
         """Mean Σ_j |y_j| for an all-ones input, measured through the chip (counted as MVMs)."""
         y = self.forward(np.ones((reads, self.in_features), dtype=np.float32))
         return float(np.abs(y).sum(axis=1).mean())
+
+    # ------------------------------------------------------------------------------------------
+    # checkpointing (infrastructure, not a trainer-facing operation)
+
+    def _checkpoint(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The chip's complete mutable state: arrays and JSON-able scalars (fabrication is re-derived)."""
+        arrays = {"W": self._W}
+        if not self._ideal:
+            arrays.update(g=self._g, ref=self._ref, rowsum=self._rowsum, colsum=self._colsum)
+            if self._wn.strides != (0, 0, 0):
+                arrays["wn"] = self._wn
+            for name in ("_S2", "_S2ref", "_nu", "_nu_ref"):
+                v = getattr(self, name)
+                if v is not None:
+                    arrays[name[1:]] = v
+        scalars = {"t": self._t, "gdc_gain": self._gdc_gain, "gdc_ref": self._gdc_ref,
+                   "updates_since_refresh": self._updates_since_refresh, "dirty": self._dirty,
+                   "colsum_dirty": self._colsum_dirty, "rng": self._rng.bit_generator.state,
+                   "ops": self.ops.as_dict()}
+        return arrays, scalars
+
+    def _restore(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        for name, v in arrays.items():
+            attr = "_" + name
+            cur = getattr(self, attr, None)
+            if isinstance(cur, np.ndarray) and cur.shape == v.shape:
+                cur[...] = v
+            else:
+                setattr(self, attr, np.array(v))
+        self._t = float(scalars["t"])
+        self._gdc_gain = float(scalars["gdc_gain"])
+        self._gdc_ref = None if scalars["gdc_ref"] is None else float(scalars["gdc_ref"])
+        self._updates_since_refresh = int(scalars["updates_since_refresh"])
+        self._dirty = bool(scalars["dirty"])
+        self._colsum_dirty = bool(scalars["colsum_dirty"])
+        self._rng.bit_generator.state = scalars["rng"]
+        for k, v in scalars["ops"].items():
+            setattr(self.ops, k, v)
 
     def __repr__(self) -> str:
         return (f"Crossbar({self.profile.name!r}, {self.in_features}x{self.out_features}, fab_seed={self.fab_seed}, "

@@ -1,0 +1,120 @@
+"""Configuration of a Forward-Forward run: every hyper-parameter with its default and allowed values.
+
+Defaults follow Hinton's released MATLAB code (``ffnew.m``) for the supervised MNIST network: learning
+rate 0.01 (softmax head 0.1), weight cost 0.001 (head 0.003), gradient smoothing 0.9 over mini-batches,
+mini-batch 100, peer normalization 0.03, temperature 1, threshold = layer width, RMS normalization,
+label strength 1 in the first 10 pixels, neutral label 0.1, hard negatives from the model's own
+predictions, goodness and softmax read from every hidden layer except the first, learning rate constant
+for the first half of the epochs and then decreasing linearly to zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ffsim.ff.goodness import GOODNESS_KINDS, NORMS
+from ffsim.ff.weights import MODES
+
+__all__ = ["FFConfig", "MODELS"]
+
+MODELS = ("ff", "ff-unsupervised", "ff-recurrent")
+
+
+@dataclass
+class FFConfig:
+    """All settings of a run (JSON-able; recorded in every result)."""
+
+    model: str = "ff"
+    layers: tuple[int, ...] = (1000, 1000, 1000)
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 0.01
+    lr_head: float = 0.1
+    weight_cost: float = 0.001
+    weight_cost_head: float = 0.003
+    momentum: float = 0.9
+    peer_norm: float = 0.03
+    peer_decay: float = 0.9
+    goodness: str = "sumsq"
+    threshold: float | None = None
+    temperature: float = 1.0
+    norm: str = "rms"
+    negatives: str = "hard"
+    label_mode: str = "overwrite"
+    label_strength: float = 1.0
+    min_level: int = 1
+    head_layers: int | None = None
+    mode: str = "ideal"
+    profile: str = "ideal"
+    w_max_scale: float = 4.0
+    hybrid_threshold: float = 0.02
+    pulse_mode: str = "aggregate"
+    seed: int = 0
+    fab_seed: int = 1
+    validation: int = 0
+    eval_train_cases: int = 10000
+    eval_every: int = 1
+    recurrent_iters: int = 8
+    recurrent_damping: float = 0.3
+    recurrent_eval_iters: tuple[int, ...] = (3, 4, 5)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(int(v) for v in self.layers)
+        self.recurrent_eval_iters = tuple(int(v) for v in self.recurrent_eval_iters)
+        problems = []
+
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                problems.append(f"{name} = {getattr(self, name)!r}: {allowed}")
+
+        need(self.model in MODELS, "model", f"must be one of {MODELS}")
+        need(len(self.layers) >= 1 and all(v >= 1 for v in self.layers), "layers", "must be positive widths")
+        need(self.epochs >= 1, "epochs", "must be >= 1")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        for name in ("lr", "lr_head", "weight_cost", "weight_cost_head", "peer_norm", "temperature",
+                     "label_strength", "w_max_scale", "hybrid_threshold"):
+            v = getattr(self, name)
+            need(isinstance(v, int | float) and math.isfinite(v) and v >= 0, name, "must be a finite number >= 0")
+        need(self.temperature > 0, "temperature", "must be > 0")
+        need(self.w_max_scale > 0, "w_max_scale", "must be > 0")
+        need(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        need(0 <= self.peer_decay < 1, "peer_decay", "must be in [0, 1)")
+        need(self.goodness in GOODNESS_KINDS, "goodness", f"must be one of {GOODNESS_KINDS}")
+        need(self.threshold is None or math.isfinite(self.threshold), "threshold", "must be finite or null")
+        need(self.norm in NORMS, "norm", f"must be one of {NORMS}")
+        need(self.negatives in ("hard", "uniform"), "negatives", "must be 'hard' or 'uniform'")
+        need(self.label_mode in ("overwrite", "concat"), "label_mode", "must be 'overwrite' or 'concat'")
+        need(self.mode in MODES, "mode", f"must be one of {MODES}")
+        need(self.pulse_mode in ("aggregate", "exact"), "pulse_mode", "must be 'aggregate' or 'exact'")
+        need(0 <= self.min_level < len(self.layers), "min_level",
+             f"must be a hidden-layer index in [0, {len(self.layers) - 1}]")
+        need(self.validation >= 0, "validation", "must be >= 0")
+        need(self.eval_train_cases >= 0, "eval_train_cases", "must be >= 0")
+        need(self.eval_every >= 1, "eval_every", "must be >= 1")
+        need(self.recurrent_iters >= 1, "recurrent_iters", "must be >= 1")
+        need(0 <= self.recurrent_damping < 1, "recurrent_damping", "must be in [0, 1)")
+        need(all(1 <= t <= self.recurrent_iters for t in self.recurrent_eval_iters), "recurrent_eval_iters",
+             f"must be iterations in 1..recurrent_iters ({self.recurrent_iters})")
+        if self.head_layers is not None:
+            need(1 <= self.head_layers <= len(self.layers), "head_layers",
+                 f"must be in 1..{len(self.layers)} or null")
+        if problems:
+            raise ValueError("invalid FF configuration:\n  - " + "\n  - ".join(problems))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        d["recurrent_eval_iters"] = list(self.recurrent_eval_iters)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FFConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"invalid FF configuration: unknown keys {unknown}")
+        return cls(**d)

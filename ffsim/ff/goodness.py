@@ -1,0 +1,88 @@
+"""Goodness, the real/fake probability, its loss, and activity normalization (Hinton 2022).
+
+A layer's goodness G is computed from its ReLU activities *before* they are normalized for the next
+layer.  The probability that a case is positive (real) is p = σ((G − θ)/T).  The layer ascends
+log p on positive cases and log(1 − p) on negative ones; the loss reported is the numerically stable
+softplus form  L = softplus(∓(G − θ)/T), which does not overflow for large |G − θ|.
+
+Goodness functions (``kind``):
+
+* ``"sumsq"`` (default): G = Σ_j y_j², threshold θ = number of units (Hinton's code, with RMS-normalized
+  inputs);
+* ``"meansq"``: G = mean_j y_j², θ = 1;
+* ``"neg_sumsq"``: G = −Σ_j y_j², θ = −number of units (positive data aims for *low* activity).
+
+The derivative used for learning follows Hinton's code: dC/dz_j = (1 − p)·y_j for positive and −p·y_j
+for negative cases, with dG/dy scaled to y (the constant factor 2/T of Σy², and 1/N for ``meansq``, are
+absorbed into the learning rate; the sign flips for ``neg_sumsq``).  C is the quantity ascended.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["GOODNESS_KINDS", "default_threshold", "goodness", "goodness_grad", "log_sigmoid_loss",
+           "normalize", "sigmoid"]
+
+GOODNESS_KINDS = ("sumsq", "meansq", "neg_sumsq")
+NORMS = ("rms", "l2")
+
+
+def goodness(y: np.ndarray, kind: str = "sumsq") -> np.ndarray:
+    """Goodness of each row of ReLU activities ``y`` (batch × units)."""
+    ss = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+    if kind == "sumsq":
+        return ss
+    if kind == "meansq":
+        return ss / y.shape[1]
+    if kind == "neg_sumsq":
+        return -ss
+    raise ValueError(f"goodness kind must be one of {GOODNESS_KINDS} (got {kind!r})")
+
+
+def default_threshold(kind: str, units: int) -> float:
+    """θ: the layer width for ``sumsq``, 1 for ``meansq``, minus the width for ``neg_sumsq``."""
+    return {"sumsq": float(units), "meansq": 1.0, "neg_sumsq": -float(units)}[kind]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow warnings."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + e^z), stable for any z."""
+    z = np.asarray(z, dtype=np.float64)
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def log_sigmoid_loss(G: np.ndarray, theta: float, temperature: float, positive: bool) -> np.ndarray:
+    """−log p (positive) or −log(1 − p) (negative), p = σ((G − θ)/T), per case."""
+    z = (np.asarray(G, dtype=np.float64) - theta) / temperature
+    return softplus(-z) if positive else softplus(z)
+
+
+def goodness_grad(y: np.ndarray, p: np.ndarray, positive: bool, kind: str = "sumsq") -> np.ndarray:
+    """dC/dz for ascending log p (positive) or log(1 − p) (negative), Hinton's scaling (see module doc)."""
+    w = (1.0 - p) if positive else -p
+    if kind == "neg_sumsq":
+        w = -w
+    return (w[:, None] * y).astype(np.float32)
+
+
+def normalize(y: np.ndarray, kind: str = "rms") -> np.ndarray:
+    """Divide each row by its RMS (Hinton's ``ffnormrows``) or its L2 length."""
+    ss = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+    if kind == "rms":
+        d = np.sqrt(ss / y.shape[1])
+    elif kind == "l2":
+        d = np.sqrt(ss)
+    else:
+        raise ValueError(f"normalization must be one of {NORMS} (got {kind!r})")
+    return (y / (d + 1e-20)[:, None]).astype(np.float32)

@@ -1,0 +1,51 @@
+"""What every FF model shares: its layers and head, their op counters and their checkpoint state."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffsim.crossbar import OpCounter
+from ffsim.ff.goodness import normalize
+
+__all__ = ["LayeredModel"]
+
+
+class LayeredModel:
+    """Base of the FF models: ``self.layers`` (FFLayer), ``self.head`` (SoftmaxHead), ``self.cfg``."""
+
+    layers: list
+    head: object
+
+    def bottom_up(self, inputs: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One bottom-up pass: (normalized input to each layer, ReLU activities of each layer)."""
+        h = normalize(inputs, self.cfg.norm)
+        hs, acts = [], []
+        for layer in self.layers:
+            hs.append(h)
+            a = layer.forward(h)
+            acts.append(a)
+            h = normalize(a, self.cfg.norm)
+        return hs, acts
+
+    @property
+    def stores(self) -> list:
+        return [layer.store for layer in self.layers]
+
+    def ops(self) -> OpCounter:
+        total = OpCounter()
+        for s in self.stores:
+            total = total + s.ops
+        return total
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {}
+        for k, layer in enumerate(self.layers):
+            out.update({f"layer{k}.{n}": v for n, v in layer.state().items()})
+        out.update({f"head.{n}": v for n, v in self.head.state().items()})
+        return out
+
+    def load_state(self, d: dict[str, np.ndarray]) -> None:
+        for k, layer in enumerate(self.layers):
+            prefix = f"layer{k}."
+            layer.load_state({n[len(prefix):]: v for n, v in d.items() if n.startswith(prefix)})
+        self.head.load_state({n[5:]: v for n, v in d.items() if n.startswith("head.")})

@@ -1,0 +1,184 @@
+"""Supervised Forward-Forward network (Hinton 2022, §3.3; his MATLAB code ``ffnew.m``).
+
+The label is embedded in the input (one-hot in the first pixels, or concatenated).  Each mini-batch:
+
+1. a positive pass (true labels) gives each layer its positive goodness and local gradient, and updates
+   the running mean activities of peer normalization;
+2. a pass with the neutral label feeds the softmax head (normalized activities of every hidden layer
+   from ``min_level`` on); the head learns by its own delta rule and its predictions give the running
+   training error;
+3. negatives: by default a hard negative label sampled from the head's prediction with the true class
+   excluded; optionally a uniform wrong label.  The true label is never a negative;
+4. a negative pass gives each layer its negative gradient;
+5. every layer is updated (all layers every mini-batch, not greedily), from its own inputs and measured
+   outputs only.
+
+Evaluation: (a) for each label, the goodness summed over hidden layers from ``min_level`` on; the highest
+wins; (b) one pass with the neutral label and the softmax head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ffsim.ff.config import FFConfig
+from ffsim.ff.goodness import normalize
+from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax
+from ffsim.ff.model import LayeredModel
+from ffsim.ff.weights import make_weights
+from ffsim.profiles import load_profile
+
+__all__ = ["FFNetwork", "build_layers", "sample_negative_labels"]
+
+
+def sample_negative_labels(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One wrong label per case, drawn from ``probs`` with the true class removed (renormalized)."""
+    p = probs.astype(np.float64).copy()
+    p[np.arange(len(labels)), labels] = 0.0
+    total = p.sum(axis=1, keepdims=True)
+    C = p.shape[1]
+    uniform = np.full((1, C), 1.0 / (C - 1))
+    p = np.where(total > 1e-300, p / np.maximum(total, 1e-300), uniform)
+    p[np.arange(len(labels)), labels] = 0.0
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(len(labels))[:, None] * cdf[:, -1:]
+    neg = (u >= cdf).sum(axis=1)
+    neg = np.minimum(neg, C - 1)
+    # guard against rounding landing on the true class
+    bad = neg == labels
+    neg[bad] = (labels[bad] + 1 + rng.integers(0, C - 1, size=bad.sum())) % C
+    return neg
+
+
+def build_layers(cfg: FFConfig, sizes: list[int], rng: np.random.Generator, layer_tag: int = 0) -> list[FFLayer]:
+    """Layers ``sizes[k] -> sizes[k+1]`` with weights N(0, 1/fan_in) (drawn from ``rng``) on the configured
+    store.  Layer k's chip has fabrication seed ``(fab_seed, layer_tag + k)`` and its own run-time
+    generator seeded ``(seed, 1000 + layer_tag + k)``."""
+    profile = load_profile(cfg.profile) if cfg.mode != "ideal" else None
+    layers = []
+    for k in range(len(sizes) - 1):
+        n_in, n_out = sizes[k], sizes[k + 1]
+        W0 = (rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)).astype(np.float32)
+        chip_rng = np.random.default_rng([cfg.seed, 1000 + layer_tag + k])  # run-time noise of this layer's chip
+        store = make_weights(cfg.mode, W0, profile=profile, fab_seed=(cfg.fab_seed, layer_tag + k), rng=chip_rng,
+                             w_max=cfg.w_max_scale / math.sqrt(n_in), momentum=cfg.momentum,
+                             weight_cost=cfg.weight_cost, hybrid_threshold=cfg.hybrid_threshold,
+                             pulse_mode=cfg.pulse_mode)
+        layers.append(FFLayer(store, n_out, kind=cfg.goodness, threshold=cfg.threshold,
+                              temperature=cfg.temperature, peer_norm=cfg.peer_norm, peer_decay=cfg.peer_decay,
+                              momentum=cfg.momentum))
+    return layers
+
+
+class FFNetwork(LayeredModel):
+    """A stack of FF layers with the label in the input and a softmax head."""
+
+    def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.pixels = in_features
+        n_in = in_features + (num_classes if cfg.label_mode == "concat" else 0)
+        if cfg.label_mode == "overwrite" and in_features < num_classes:
+            raise ValueError(f"label_mode 'overwrite' needs at least {num_classes} input pixels (got {in_features})")
+        self.in_features = n_in
+        self.layers = build_layers(cfg, [n_in, *cfg.layers], rng)
+        self.head_from = cfg.min_level
+        self.head = SoftmaxHead(list(cfg.layers[self.head_from:]), num_classes, lr=cfg.lr_head,
+                                weight_cost=cfg.weight_cost_head, momentum=cfg.momentum)
+
+    # inputs ------------------------------------------------------------------------------------
+    def embed(self, x: np.ndarray, label_rows: np.ndarray) -> np.ndarray:
+        """Images (batch × pixels) with label vectors (batch × classes) embedded, before normalization."""
+        s = np.float32(self.cfg.label_strength)
+        if self.cfg.label_mode == "concat":
+            return np.concatenate([x, s * label_rows], axis=1).astype(np.float32)
+        out = x.astype(np.float32, copy=True)
+        out[:, : self.num_classes] = s * label_rows
+        return out
+
+    def onehot(self, labels: np.ndarray) -> np.ndarray:
+        return np.eye(self.num_classes, dtype=np.float32)[labels]
+
+    def neutral(self, n: int) -> np.ndarray:
+        return np.full((n, self.num_classes), 1.0 / self.num_classes, dtype=np.float32)
+
+    # passes ------------------------------------------------------------------------------------
+    def head_inputs(self, acts: list[np.ndarray]) -> list[np.ndarray]:
+        return [normalize(a, self.cfg.norm) for a in acts[self.head_from:]]
+
+    # training ----------------------------------------------------------------------------------
+    def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
+        """One mini-batch of supervised FF; returns statistics (loss, errors, goodness)."""
+        cfg = self.cfg
+        B = len(labels)
+        onehot = self.onehot(labels)
+        # positive and neutral passes together (independent of each other)
+        both = np.concatenate([self.embed(x, onehot), self.embed(x, self.neutral(B))])
+        hs, acts = self.bottom_up(both)
+        pos_h = [h[:B] for h in hs]
+        deltas_pos, loss_pos, good_pos, G_pos = [], [], [], []
+        for layer, a in zip(self.layers, acts, strict=True):
+            ap = a[:B]
+            G, p = layer.probs(ap)
+            G_pos.append(G)
+            deltas_pos.append(layer.delta_positive(ap, p))
+            loss_pos.append(float(layer.loss(G, True).mean()))
+            good_pos.append(float(G.mean()))
+        # softmax head on the neutral pass
+        head_in = [normalize(a[B:], cfg.norm) for a in acts[self.head_from:]]
+        logits = self.head.logits(head_in)
+        probs = softmax(logits)
+        running_errors = int((probs.argmax(axis=1) != labels).sum())
+        head_loss = float(-np.log(probs[np.arange(B), labels] + 1e-30).mean())
+        self.head.update(head_in, probs, onehot, gain)
+        # negatives
+        if cfg.negatives == "hard":
+            neg_labels = sample_negative_labels(probs, labels, rng)
+        else:
+            neg_labels = (labels + 1 + rng.integers(0, self.num_classes - 1, size=B)) % self.num_classes
+        hs_n, acts_n = self.bottom_up(self.embed(x, self.onehot(neg_labels)))
+        loss_neg, good_neg, pair_err = [], [], []
+        for k, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
+            G, p = layer.probs(a)
+            d_neg = layer.delta_negative(a, p)
+            loss_neg.append(float(layer.loss(G, False).mean()))
+            good_neg.append(float(G.mean()))
+            pair_err.append(float((G >= G_pos[k]).mean()))
+            layer.update(np.concatenate([pos_h[k], hs_n[k]]), np.concatenate([deltas_pos[k], d_neg]),
+                         cfg.lr * gain, B)
+        loss = float(np.sum(loss_pos) + np.sum(loss_neg))
+        return {"loss": loss, "head_loss": head_loss, "running_errors": running_errors, "n": B,
+                "loss_pos": loss_pos, "loss_neg": loss_neg, "goodness_pos": good_pos, "goodness_neg": good_neg,
+                "pair_errors": pair_err, "negative_labels": neg_labels}
+
+    # evaluation --------------------------------------------------------------------------------
+    def predict_softmax(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities from one neutral-label pass and the softmax head."""
+        _, acts = self.bottom_up(self.embed(x, self.neutral(len(x))))
+        return softmax(self.head.logits(self.head_inputs(acts)))
+
+    def goodness_scores(self, x: np.ndarray) -> np.ndarray:
+        """Goodness summed over layers ``min_level``.. for every label (batch × classes)."""
+        B, C = len(x), self.num_classes
+        scores = np.zeros((B, C))
+        for c in range(C):
+            _, acts = self.bottom_up(self.embed(x, self.onehot(np.full(B, c))))
+            for layer, a in zip(self.layers[self.head_from:], acts[self.head_from:], strict=True):
+                scores[:, c] += layer.probs(a)[0]
+        return scores
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict[str, float]:
+        """Error rates of both evaluations (fractions)."""
+        err_g = err_s = 0
+        for a in range(0, len(labels), batch):
+            xb, yb = x[a:a + batch], labels[a:a + batch]
+            err_g += int((self.goodness_scores(xb).argmax(axis=1) != yb).sum())
+            err_s += int((self.predict_softmax(xb).argmax(axis=1) != yb).sum())
+        n = max(len(labels), 1)
+        return {"error_goodness": err_g / n, "error_softmax": err_s / n}
+
+    # bookkeeping -------------------------------------------------------------------------------
+
+

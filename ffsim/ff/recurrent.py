@@ -1,0 +1,145 @@
+"""The recurrent top-down FF network (Hinton 2022, §3.4).
+
+The input is treated as a video of a static image.  Hidden layer l receives the normalized activities of
+the layer below and of the layer above *at the previous time step*; the image is the bottom layer and
+the label (one-hot, or neutral) is the top layer, both clamped.  After one bottom-up pass (no top-down
+input), the net runs ``recurrent_iters`` (8) synchronous iterations with damping: new activity =
+``recurrent_damping`` (0.3) × old + 0.7 × ReLU(input).  On a chip each hidden layer is one crossbar
+whose rows take the layer below and the layer above.
+
+Learning: at every iteration each layer's FF gradient (its goodness on positive vs negative data) is
+computed from its own inputs and outputs of that step and accumulated; the weights are updated once per
+mini-batch.  Negatives: hard labels sampled from the prediction of one bottom-up pass with the neutral
+label (a softmax head on the normalized hidden activities, trained by its own delta rule).
+Classification: for each label, run the net with that label clamped and average the goodness summed
+over hidden layers across iterations 3–5 (``recurrent_eval_iters``); the highest wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffsim.ff.config import FFConfig
+from ffsim.ff.goodness import normalize
+from ffsim.ff.layer import SoftmaxHead, softmax
+from ffsim.ff.model import LayeredModel
+from ffsim.ff.network import build_layers, sample_negative_labels
+
+__all__ = ["RecurrentFF"]
+
+
+class RecurrentFF(LayeredModel):
+    """Hidden layers fed bottom-up and top-down, label clamped on top."""
+
+    def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        widths = list(cfg.layers)
+        below = [in_features, *widths[:-1]]
+        above = [*widths[1:], num_classes]
+        # layer l's crossbar has rows for the layer below followed by rows for the layer above
+        self.layers = []
+        for k in range(len(widths)):
+            (layer,) = build_layers(cfg, [below[k] + above[k], widths[k]], rng, layer_tag=k)
+            self.layers.append(layer)
+        self.below = below
+        self.head = SoftmaxHead(widths, num_classes, lr=cfg.lr_head, weight_cost=cfg.weight_cost_head,
+                                momentum=cfg.momentum)
+
+    def _iterate(self, x_n: np.ndarray, top_n: np.ndarray, steps: int, learn: list | None = None,
+                 positive: bool = True) -> list[list[np.ndarray]]:
+        """Bottom-up pass, then ``steps`` damped synchronous iterations; returns activities per step.
+
+        With ``learn`` (a list of per-layer [sum of inputs·δ, sum of δ, count]), each step's local FF
+        gradient is accumulated.
+        """
+        cfg = self.cfg
+        L = len(self.layers)
+        zeros_above = [np.zeros((len(x_n), a), np.float32) for a in [*cfg.layers[1:], self.num_classes]]
+        acts = []
+        h_prev = x_n
+        for k, layer in enumerate(self.layers):  # bottom-up pass, no top-down input yet
+            a = layer.forward(np.concatenate([h_prev, zeros_above[k]], axis=1))
+            acts.append(a)
+            h_prev = normalize(a, cfg.norm)
+        history = [acts]
+        keep = np.float32(cfg.recurrent_damping)
+        for _ in range(steps):
+            norm = [normalize(a, cfg.norm) for a in acts]
+            new = []
+            for k, layer in enumerate(self.layers):
+                below = x_n if k == 0 else norm[k - 1]
+                above = top_n if k == L - 1 else norm[k + 1]
+                inp = np.concatenate([below, above], axis=1)
+                a = layer.forward(inp)
+                if learn is not None:
+                    G, p = layer.probs(a)
+                    d = layer.delta_positive(a, p) if positive else layer.delta_negative(a, p)
+                    learn[k].append((inp, d))
+                new.append(keep * acts[k] + (1 - keep) * a)
+            acts = new
+            history.append(acts)
+        return history
+
+    def _inputs(self, x: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return normalize(x, self.cfg.norm), normalize(top, self.cfg.norm)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
+        cfg = self.cfg
+        B = len(labels)
+        C = self.num_classes
+        onehot = np.eye(C, dtype=np.float32)[labels]
+        x_n, neutral_n = self._inputs(x, np.full((B, C), 1.0 / C, np.float32))
+        # one bottom-up pass with the neutral label: the head's prediction picks hard negatives
+        (acts0,) = self._iterate(x_n, neutral_n, 0)
+        head_in = [normalize(a, cfg.norm) for a in acts0]
+        probs = softmax(self.head.logits(head_in))
+        self.head.update(head_in, probs, onehot, gain)
+        if cfg.negatives == "hard":
+            neg = sample_negative_labels(probs, labels, rng)
+        else:
+            neg = (labels + 1 + rng.integers(0, C - 1, size=B)) % C
+        learn_pos = [[] for _ in self.layers]
+        learn_neg = [[] for _ in self.layers]
+        hist_p = self._iterate(x_n, normalize(onehot, cfg.norm), cfg.recurrent_iters, learn_pos, True)
+        hist_n = self._iterate(x_n, normalize(np.eye(C, dtype=np.float32)[neg], cfg.norm), cfg.recurrent_iters,
+                               learn_neg, False)
+        loss = 0.0
+        for k, layer in enumerate(self.layers):
+            Gp = layer.probs(hist_p[-1][k])[0]
+            Gn = layer.probs(hist_n[-1][k])[0]
+            loss += float(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
+            inp = np.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]])
+            d = np.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]])
+            # gradients averaged over the iterations: normalize by cases x iterations
+            layer.update(inp, d, cfg.lr * gain, B * cfg.recurrent_iters)
+        return {"loss": loss, "running_errors": int((probs.argmax(axis=1) != labels).sum()), "n": B}
+
+    def goodness_scores(self, x: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        B, C = len(x), self.num_classes
+        steps = max(cfg.recurrent_eval_iters)
+        scores = np.zeros((B, C))
+        x_n = normalize(x, cfg.norm)
+        for c in range(C):
+            top = normalize(np.eye(C, dtype=np.float32)[np.full(B, c)], cfg.norm)
+            hist = self._iterate(x_n, top, steps)
+            for t in cfg.recurrent_eval_iters:
+                for layer, a in zip(self.layers, hist[t], strict=True):
+                    scores[:, c] += layer.probs(a)[0]
+        return scores / len(cfg.recurrent_eval_iters)
+
+    def predict_softmax(self, x: np.ndarray) -> np.ndarray:
+        B, C = len(x), self.num_classes
+        x_n, neutral_n = self._inputs(x, np.full((B, C), 1.0 / C, np.float32))
+        (acts0,) = self._iterate(x_n, neutral_n, 0)
+        return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts0]))
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 500) -> dict[str, float]:
+        err_g = err_s = 0
+        for a in range(0, len(labels), batch):
+            xb, yb = x[a:a + batch], labels[a:a + batch]
+            err_g += int((self.goodness_scores(xb).argmax(axis=1) != yb).sum())
+            err_s += int((self.predict_softmax(xb).argmax(axis=1) != yb).sum())
+        n = max(len(labels), 1)
+        return {"error_goodness": err_g / n, "error_softmax": err_s / n}

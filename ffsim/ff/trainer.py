@@ -1,0 +1,253 @@
+"""Training runs: epochs, learning-rate schedule, checkpoints and resume, results and plots.
+
+A run directory holds ``checkpoint.npz`` + ``checkpoint.json`` (written atomically after every epoch),
+``results.json`` (config, profile hash, seeds, package version, per-epoch errors of both evaluations,
+energy and latency) and ``learning_curves.png``.  ``resume=True`` continues from the checkpoint; a run
+killed at any moment and resumed ends bit-identical to an uninterrupted one (the checkpoint holds every
+weight, optimizer buffer, chip state and random-generator state).  NaN or inf in a mini-batch stops the
+run with :class:`TrainingDiverged`; the last checkpoint (from the end of the previous epoch) is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ffsim
+from ffsim.data import Dataset, load_dataset
+from ffsim.ff.config import FFConfig
+from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic
+from ffsim.profiles import load_profile
+
+__all__ = ["TrainingDiverged", "build_model", "lr_gain", "train"]
+
+
+class TrainingDiverged(RuntimeError):
+    """NaN or inf appeared during training."""
+
+
+def lr_gain(epoch: int, epochs: int) -> float:
+    """Hinton's schedule: 1 for the first half of the epochs, then linearly down (epoch is 1-based)."""
+    if epoch <= epochs / 2:
+        return 1.0
+    return (1 + 2 * (epochs - epoch)) / epochs
+
+
+def build_model(cfg: FFConfig, in_features: int, num_classes: int):
+    rng = np.random.default_rng([cfg.seed, 0])  # weight initialization
+    if cfg.model == "ff":
+        from ffsim.ff.network import FFNetwork
+
+        return FFNetwork(cfg, in_features, num_classes, rng)
+    if cfg.model == "ff-unsupervised":
+        from ffsim.ff.unsupervised import UnsupervisedFF
+
+        return UnsupervisedFF(cfg, in_features, num_classes, rng)
+    from ffsim.ff.recurrent import RecurrentFF
+
+    return RecurrentFF(cfg, in_features, num_classes, rng)
+
+
+def _chips(model) -> list:
+    return [s.chip for s in model.stores if hasattr(s, "chip")]
+
+
+def _save_checkpoint(out: Path, model, state: dict[str, Any]) -> None:
+    arrays = {f"model.{k}": v for k, v in model.state().items()}
+    chip_scalars = []
+    for i, chip in enumerate(_chips(model)):
+        a, sc = chip._checkpoint()
+        arrays.update({f"chip{i}.{k}": v for k, v in a.items()})
+        chip_scalars.append(sc)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    # the arrays first, then the JSON that names them: a checkpoint.json always describes a complete npz
+    write_bytes_atomic(out / "checkpoint.npz", buf.getvalue())
+    write_json_atomic(out / "checkpoint.json", {**state, "chips": chip_scalars})
+
+
+def _load_checkpoint(out: Path, model) -> dict[str, Any]:
+    with open(out / "checkpoint.json") as fh:
+        state = json.load(fh)
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    model.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    for i, (chip, sc) in enumerate(zip(_chips(model), state["chips"], strict=True)):
+        prefix = f"chip{i}."
+        chip._restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}, sc)
+    return state
+
+
+def _energy(ops, profile) -> dict[str, float]:
+    e = ops.energy_J(profile.cost)
+    t = ops.latency_s(profile.cost)
+    return {"energy_J": e["total"], "energy_breakdown_J": e, "latency_s": t["total"]}
+
+
+def _plot(out: Path, history: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for key, label in (("train_running_error", "train (running, softmax)"),
+                       ("test_error_softmax", "test, softmax"), ("test_error_goodness", "test, goodness"),
+                       ("val_error_softmax", "validation, softmax"), ("val_error_goodness", "validation, goodness")):
+        ys = [h.get(key) for h in history]
+        pts = [(e, 100 * y) for e, y in zip(ep, ys, strict=True) if y is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(out / "learning_curves.png", buf.getvalue())
+
+
+def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mnist", resume: bool = False,
+          progress: bool = True, train_cases: int | None = None, test_cases: int | None = None,
+          log=None) -> dict[str, Any]:
+    """Run (or resume) an FF training and write its results; returns the results dict."""
+    out = Path(out)
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    if cfg.validation:
+        ds = ds.split_validation(cfg.validation)
+    x_tr, y_tr = ds.flat(ds.x_train), ds.y_train.astype(np.int64)
+    x_te, y_te = ds.flat(ds.x_test), ds.y_test.astype(np.int64)
+    if train_cases:
+        x_tr, y_tr = x_tr[:train_cases], y_tr[:train_cases]
+    if test_cases:
+        x_te, y_te = x_te[:test_cases], y_te[:test_cases]
+    x_val = ds.flat(ds.x_val) if ds.x_val is not None else None
+    y_val = ds.y_val.astype(np.int64) if ds.y_val is not None else None
+    profile = load_profile(cfg.profile)
+    model = build_model(cfg, x_tr.shape[1], ds.num_classes)
+    data_rng = np.random.default_rng([cfg.seed, 1])
+    neg_rng = np.random.default_rng([cfg.seed, 2])
+    history: list[dict] = []
+    start_epoch = 1
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"config": cfg.as_dict(), "train_cases": len(y_tr), "test_cases": len(y_te),
+            "dataset": {"name": ds.name, "sha256": ds.sha256, "source": ds.source}}
+    if resume and (out / "checkpoint.json").is_file():
+        state = _load_checkpoint(out, model)
+        if state["meta"] != to_jsonable(meta):
+            raise ValueError(f"{out}: --resume with a different configuration than the checkpoint's "
+                             "(remove --resume to start over in another folder)")
+        data_rng.bit_generator.state = state["data_rng"]
+        neg_rng.bit_generator.state = state["neg_rng"]
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        log(f"resuming {out} after epoch {state['epoch']}")
+    elif resume:
+        log(f"no checkpoint in {out}: starting from scratch")
+    B = cfg.batch_size
+    n_batches = len(y_tr) // B
+    if n_batches == 0:
+        raise ValueError(f"batch_size {B} is larger than the {len(y_tr)} training cases")
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        gain = lr_gain(epoch, cfg.epochs)
+        order = data_rng.permutation(len(y_tr))
+        t0 = time.perf_counter()
+        ops0 = model.ops()
+        loss_sum = 0.0
+        running_err = 0
+        seen = 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                       file=sys.stderr, dynamic_ncols=True)
+        for bi in range(n_batches):
+            idx = order[bi * B:(bi + 1) * B]
+            stats = model.train_step(x_tr[idx], y_tr[idx], neg_rng, gain)
+            if not np.isfinite(stats["loss"]):
+                if bar:
+                    bar.close()
+                raise TrainingDiverged(
+                    f"non-finite loss ({stats['loss']}) in epoch {epoch}, mini-batch {bi + 1}/{n_batches}; "
+                    f"the last checkpoint in {out} (end of epoch {epoch - 1}) is kept. Lower the learning rate "
+                    "(--lr) or check the profile.")
+            loss_sum += stats["loss"]
+            running_err += stats["running_errors"]
+            seen += stats["n"]
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / (bi + 1):.3f}", err=f"{100 * running_err / seen:.2f}%")
+        if bar:
+            bar.close()
+        train_time = time.perf_counter() - t0
+        train_ops = model.ops() - ops0
+        rec: dict[str, Any] = {"epoch": epoch, "lr_gain": gain, "train_loss": loss_sum / n_batches,
+                               "train_running_error": running_err / max(seen, 1), "train_time_s": train_time}
+        rec.update({f"train_{k}_per_sample": v for k, v in _energy(train_ops, profile).items()
+                    if k != "energy_breakdown_J"})
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            t1 = time.perf_counter()
+            if cfg.eval_train_cases:
+                sub = slice(0, min(cfg.eval_train_cases, len(y_tr)))
+                rec.update({f"train_{k}": v for k, v in model.evaluate(x_tr[sub], y_tr[sub]).items()})
+            if x_val is not None:
+                rec.update({f"val_{k}": v for k, v in model.evaluate(x_val, y_val).items()})
+            ops1 = model.ops()
+            rec.update({f"test_{k}": v for k, v in model.evaluate(x_te, y_te).items()})
+            test_ops = model.ops() - ops1
+            rec["eval_time_s"] = time.perf_counter() - t1
+            e = _energy(test_ops, profile)
+            rec["inference_energy_J_per_image"] = e["energy_J"] / len(y_te)
+            rec["inference_latency_s_per_image"] = e["latency_s"] / len(y_te)
+        for k in ("train_energy_J_per_sample", "train_latency_s_per_sample"):
+            if k in rec:
+                rec[k] /= max(seen, 1)
+        history.append(rec)
+        msg = f"epoch {epoch}: loss {rec['train_loss']:.4f}, running error {100 * rec['train_running_error']:.2f}%"
+        if "test_error_softmax" in rec:
+            parts = [f"{100 * rec[k]:.2f}% ({name})" for k, name in (("test_error_goodness", "goodness"),
+                                                                      ("test_error_softmax", "softmax"))
+                     if rec.get(k) is not None]
+            msg += ", test error " + " / ".join(parts)
+        log(msg + f" [{train_time:.1f} s]")
+        _save_checkpoint(out, model, {"epoch": epoch, "meta": to_jsonable(meta), "history": history,
+                                      "data_rng": data_rng.bit_generator.state,
+                                      "neg_rng": neg_rng.bit_generator.state})
+        results = _results(cfg, profile, meta, history, model)
+        write_json_atomic(out / "results.json", results)
+        _plot(out, history, f"{cfg.model} {list(cfg.layers)} on {cfg.profile} ({cfg.mode}), seed {cfg.seed}")
+    results = _results(cfg, profile, meta, history, model)
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def _results(cfg: FFConfig, profile, meta: dict, history: list[dict], model) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    return {
+        "kind": "ff_training",
+        "ffsim_version": ffsim.__version__,
+        **meta,
+        "profile": profile.name,
+        "profile_hash": profile.profile_hash,
+        "mode": cfg.mode,
+        "seeds": {"seed": cfg.seed, "fab_seed": cfg.fab_seed},
+        "history": history,
+        "final": {k: last.get(k) for k in ("test_error_goodness", "test_error_softmax", "val_error_goodness",
+                                           "val_error_softmax", "train_energy_J_per_sample",
+                                           "inference_energy_J_per_image")},
+        "ops_total": model.ops().as_dict(),
+    }

@@ -1,0 +1,101 @@
+"""Unsupervised Forward-Forward with hybrid negatives (Hinton 2022, §3.2).
+
+Positive data are real images; negative data are hybrids of two different digits mixed through a mask
+with large coherent regions: a random bit image blurred repeatedly with the filter [1/4, 1/2, 1/4]
+horizontally and vertically (``hybrid_blurs`` times, default 6) and thresholded at 0.5.  Hybrids keep
+short-range correlations and break long-range shape, so the layers must learn shape.  A linear softmax
+head, trained by its own delta rule on the normalized activities of the last three hidden layers
+(``head_layers``), reads out the class; no label enters the network and no gradient reaches the hidden
+layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffsim.ff.config import FFConfig
+from ffsim.ff.goodness import normalize
+from ffsim.ff.layer import SoftmaxHead, softmax
+from ffsim.ff.model import LayeredModel
+from ffsim.ff.network import build_layers
+
+__all__ = ["UnsupervisedFF", "hybrid_images", "hybrid_masks"]
+
+
+def hybrid_masks(n: int, shape: tuple[int, int], rng: np.random.Generator, blurs: int = 6) -> np.ndarray:
+    """``n`` binary masks: random bits blurred ``blurs`` times with [1/4, 1/2, 1/4] along both axes
+    (edges replicated), thresholded at 0.5."""
+    m = rng.integers(0, 2, size=(n, *shape)).astype(np.float32)
+    for _ in range(blurs):
+        for axis in (1, 2):
+            p = np.concatenate([np.take(m, [0], axis=axis), m, np.take(m, [-1], axis=axis)], axis=axis)
+            n_ax = m.shape[axis]
+            left = np.take(p, np.arange(0, n_ax), axis=axis)
+            mid = np.take(p, np.arange(1, n_ax + 1), axis=axis)
+            right = np.take(p, np.arange(2, n_ax + 2), axis=axis)
+            m = 0.25 * left + 0.5 * mid + 0.25 * right
+    return (m > 0.5).astype(np.float32)
+
+
+def hybrid_images(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, shape: tuple[int, int] = (28, 28),
+                  blurs: int = 6) -> np.ndarray:
+    """Each image mixed with another image of a different class through a hybrid mask."""
+    n = len(x)
+    partner = rng.permutation(n)
+    same = labels[partner] == labels
+    # re-draw partners of the same class (a few passes suffice; keep any leftovers, rare)
+    for _ in range(10):
+        if not same.any():
+            break
+        partner[same] = rng.integers(0, n, size=same.sum())
+        same = labels[partner] == labels
+    m = hybrid_masks(n, shape, rng, blurs).reshape(n, -1)
+    return (m * x + (1 - m) * x[partner]).astype(np.float32)
+
+
+class UnsupervisedFF(LayeredModel):
+    """FF layers trained on real vs. hybrid images, with a linear softmax read-out."""
+
+    def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        side = int(round(np.sqrt(in_features)))
+        if side * side != in_features:
+            raise ValueError(f"hybrid negatives need square images (got {in_features} pixels)")
+        self.shape = (side, side)
+        self.blurs = int(cfg.extra.get("hybrid_blurs", 6))
+        self.layers = build_layers(cfg, [in_features, *cfg.layers], rng)
+        k = cfg.head_layers or min(3, len(cfg.layers))
+        self.head_from = len(cfg.layers) - k
+        self.head = SoftmaxHead(list(cfg.layers[self.head_from:]), num_classes, lr=cfg.lr_head,
+                                weight_cost=cfg.weight_cost_head, momentum=cfg.momentum)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
+        cfg = self.cfg
+        B = len(labels)
+        neg = hybrid_images(x, labels, rng, self.shape, self.blurs)
+        hs, acts = self.bottom_up(np.concatenate([x, neg]))
+        loss = 0.0
+        for k, (layer, a) in enumerate(zip(self.layers, acts, strict=True)):
+            Gp, pp = layer.probs(a[:B])
+            Gn, pn = layer.probs(a[B:])
+            dp = layer.delta_positive(a[:B], pp)
+            dn = layer.delta_negative(a[B:], pn)
+            loss += float(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
+            layer.update(hs[k], np.concatenate([dp, dn]), cfg.lr * gain, B)
+        head_in = [normalize(a[:B], cfg.norm) for a in acts[self.head_from:]]
+        probs = softmax(self.head.logits(head_in))
+        onehot = np.eye(self.num_classes, dtype=np.float32)[labels]
+        self.head.update(head_in, probs, onehot, gain)
+        return {"loss": loss, "running_errors": int((probs.argmax(axis=1) != labels).sum()), "n": B}
+
+    def predict_softmax(self, x: np.ndarray) -> np.ndarray:
+        _, acts = self.bottom_up(x)
+        return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts[self.head_from:]]))
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict[str, float | None]:
+        err = 0
+        for a in range(0, len(labels), batch):
+            err += int((self.predict_softmax(x[a:a + batch]).argmax(axis=1) != labels[a:a + batch]).sum())
+        return {"error_goodness": None, "error_softmax": err / max(len(labels), 1)}
+

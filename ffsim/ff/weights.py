@@ -1,0 +1,143 @@
+"""Where a layer's weights live and how its local update reaches them: the three training modes.
+
+* ``ideal`` — float32 weights in digital memory; forward is ``x @ W``; updates follow Hinton's optimizer
+  (gradient smoothed over mini-batches with ``momentum``, weight cost, learning rate).  The reference.
+* ``insitu`` — the weights live on a :class:`~ffsim.crossbar.Crossbar`; forward is the chip's
+  ``forward``; the update ``ΔW = lr · xᵀ δ / B`` is applied by ``pulse_update`` (stochastic pulse trains).
+  The periphery holds only the current mini-batch's inputs and local gradients (row and column pulse
+  trains); it has no memory for momentum or weight cost, so none is applied: the device's own response
+  (bounds, asymmetry, noise) is what the learning sees.
+* ``hybrid`` — mixed-precision training: forward on the chip as in ``insitu``; the periphery holds a
+  float copy of every weight and the smoothed gradient (digital memory beside the array), applies
+  Hinton's optimizer to that copy, and re-programs (write-verify) every cell whose copy has moved more
+  than ``threshold`` (in units of ``w_max``) since it was last written.
+
+All three keep an :class:`~ffsim.crossbar.OpCounter`; the float store counts its multiply-accumulates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ffsim.crossbar import Crossbar, OpCounter
+from ffsim.profiles import HardwareProfile
+
+__all__ = ["MODES", "FloatWeights", "HybridWeights", "InSituWeights", "make_weights"]
+
+MODES = ("ideal", "insitu", "hybrid")
+
+
+class _Smoothed:
+    """Hinton's optimizer state: g_s ← m g_s + (1 − m) g;  W ← W + lr (g_s − wc W)."""
+
+    def __init__(self, shape: tuple[int, int], momentum: float, weight_cost: float):
+        self.grad = np.zeros(shape, dtype=np.float32)
+        self.momentum = np.float32(momentum)
+        self.weight_cost = np.float32(weight_cost)
+
+    def step(self, W: np.ndarray, g: np.ndarray, lr: float) -> None:
+        self.grad *= self.momentum
+        self.grad += (1 - self.momentum) * g
+        W += np.float32(lr) * (self.grad - self.weight_cost * W)
+
+
+class FloatWeights:
+    """``ideal`` mode: float32 weights in digital memory."""
+
+    mode = "ideal"
+
+    def __init__(self, W0: np.ndarray, momentum: float, weight_cost: float, **_: object):
+        self.W = np.ascontiguousarray(W0, dtype=np.float32)
+        self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
+        self.ops = OpCounter()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
+        return x @ self.W
+
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
+        """Ascend along the gradient ``xᵀ δ / batch`` (δ = dC/dz per case)."""
+        g = (x.T @ delta) / np.float32(batch)
+        self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
+        self.opt.step(self.W, g, lr)
+
+    def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
+        return {"W": self.W, "grad": self.opt.grad}
+
+    def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
+        self.W[...] = d["W"]
+        self.opt.grad[...] = d["grad"]
+
+
+class InSituWeights:
+    """``insitu`` mode: weights on a chip, updated by stochastic pulse trains."""
+
+    mode = "insitu"
+
+    def __init__(self, W0: np.ndarray, chip: Crossbar, **_: object):
+        self.chip = chip
+        chip.program(W0)
+        self.ops = chip.ops
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.chip.forward(x)
+
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
+        """``ΔW ≈ lr · xᵀ δ / batch`` by pulse trains (no smoothing, no weight cost: see module doc)."""
+        self.chip.pulse_update(x, delta, lr / batch)
+
+    def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
+        pass
+
+
+class HybridWeights:
+    """``hybrid`` mode: float master copy with Hinton's optimizer; changed cells re-programmed."""
+
+    mode = "hybrid"
+
+    def __init__(self, W0: np.ndarray, chip: Crossbar, momentum: float, weight_cost: float,
+                 threshold: float = 0.02, **_: object):
+        self.chip = chip
+        self.W = np.ascontiguousarray(W0, dtype=np.float32)
+        self.written = self.W.copy()
+        self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
+        self.threshold = np.float32(threshold * chip.w_max)
+        chip.program(self.W)
+        self.ops = chip.ops
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.chip.forward(x)
+
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
+        g = (x.T @ delta) / np.float32(batch)
+        self.opt.step(self.W, g, lr)
+        moved = np.abs(self.W - self.written) > self.threshold
+        if moved.any():
+            self.chip.program(self.W, mask=moved)
+            self.written[moved] = self.W[moved]
+
+    def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
+        return {"W": self.W, "grad": self.opt.grad, "written": self.written}
+
+    def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
+        self.W[...] = d["W"]
+        self.opt.grad[...] = d["grad"]
+        self.written[...] = d["written"]
+
+
+def make_weights(mode: str, W0: np.ndarray, *, profile: HardwareProfile | None, fab_seed: tuple[int, ...],
+                 rng: np.random.Generator, w_max: float, momentum: float, weight_cost: float,
+                 hybrid_threshold: float, pulse_mode: str = "aggregate"):
+    """Build the weight store of one layer."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
+    if mode == "ideal":
+        return FloatWeights(W0, momentum=momentum, weight_cost=weight_cost)
+    chip = Crossbar(profile, W0.shape[0], W0.shape[1], fab_seed=fab_seed, rng=rng, w_max=w_max,
+                    pulse_mode=pulse_mode)
+    if mode == "insitu":
+        return InSituWeights(W0, chip)
+    return HybridWeights(W0, chip, momentum=momentum, weight_cost=weight_cost, threshold=hybrid_threshold)
