@@ -340,7 +340,7 @@ class Crossbar:
             else:
                 self._W[mask] = W[mask] / self.w_max
             return
-        p, d = self.profile, self.profile.device
+        d = self.profile.device
         if mask is not None:
             self._program_cells(W, mask)
             return
