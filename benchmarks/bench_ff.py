@@ -30,7 +30,7 @@ from ffsim.ff.trainer import build_model
 
 
 def numpy_floor(sizes: list[int], batch: int, batches: int, rng: np.random.Generator) -> float:
-    Ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    Ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     x2 = rng.random((2 * batch, sizes[0]), dtype=np.float32)
     t0 = time.perf_counter()
     for _ in range(batches):
@@ -38,7 +38,6 @@ def numpy_floor(sizes: list[int], batch: int, batches: int, rng: np.random.Gener
         for W in Ws:
             y2 = h2 @ W  # positive + neutral pass
             y1 = h1 @ W  # negative pass
-            W.T.shape  # noqa: B018
             _ = np.concatenate([h2[:batch], h1]).T @ np.concatenate([y2[:batch], y1])  # gradient
             h2, h1 = y2, y1
     return time.perf_counter() - t0
