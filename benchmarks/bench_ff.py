@@ -30,7 +30,8 @@ from ffsim.ff.trainer import build_model
 
 
 def numpy_floor(sizes: list[int], batch: int, batches: int, rng: np.random.Generator) -> float:
-    Ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    pairs = zip(sizes[:-1], sizes[1:], strict=True)
+    Ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in pairs]
     x2 = rng.random((2 * batch, sizes[0]), dtype=np.float32)
     t0 = time.perf_counter()
     for _ in range(batches):
