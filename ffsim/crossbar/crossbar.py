@@ -33,7 +33,11 @@ from ffsim.devices.refresh import refresh_pairs
 from ffsim.devices.rng import draw_key
 from ffsim.profiles import HardwareProfile, load_profile
 
-__all__ = ["Crossbar", "tile_bounds"]
+__all__ = ["Crossbar", "NonFiniteInput", "tile_bounds"]
+
+
+class NonFiniteInput(ValueError):
+    """NaN or inf reached a chip operation (weights to program, or update vectors)."""
 
 PULSE_MODES = ("aggregate", "exact")
 
@@ -327,9 +331,9 @@ class Crossbar:
             if mask.shape != self.shape or mask.dtype != np.bool_:
                 raise ValueError(f"program: mask must be a boolean array of shape {self.shape}")
             if not np.all(np.isfinite(W[mask])):
-                raise ValueError("program: W contains NaN or inf")
+                raise NonFiniteInput("program: W contains NaN or inf")
         elif not np.all(np.isfinite(W)):
-            raise ValueError("program: W contains NaN or inf")
+            raise NonFiniteInput("program: W contains NaN or inf")
         if mask is None:
             self._t = 0.0
             self._gdc_gain = 1.0
@@ -532,7 +536,7 @@ class Crossbar:
         dm = np.abs(db).max(axis=1).astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
-            raise ValueError("pulse_update: x or d contains NaN or inf")
+            raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
         need = lr * xm * dm / dw_weight
         if u.update_management:
             BL = np.clip(np.ceil(need), 1, u.max_pulses).astype(np.int64)

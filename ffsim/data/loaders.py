@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -106,25 +107,34 @@ def load_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("=")) if dtype.byteorder == ">" else arr.copy()
 
 
-def _check(name: str, source: str, arrays: dict[str, np.ndarray], num_classes: int) -> None:
+def _check(name: str, source: str, arrays: dict[str, np.ndarray], num_classes: int,
+           files: dict[str, str] | None = None) -> None:
+    """Consistency of the four arrays; ``files`` names the file each array came from (IDX folders)."""
+    where = files or {}
+
+    def src(*keys: str) -> str:
+        named = [where[k] for k in keys if k in where]
+        return ", ".join(named) if named else source
+
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        xk, yk = f"x_{split}", f"y_{split}"
         if y.ndim != 1:
-            raise DatasetError(f"{source}: y_{split} must be one label per case, got shape {y.shape}")
+            raise DatasetError(f"{src(yk)}: y_{split} must be one label per case, got shape {y.shape}")
         if x.ndim < 2:
-            raise DatasetError(f"{source}: x_{split} must hold one array per case, got shape {x.shape}")
+            raise DatasetError(f"{src(xk)}: x_{split} must hold one array per case, got shape {x.shape}")
         if len(x) != len(y):
-            raise DatasetError(f"{source}: x_{split} has {len(x)} cases but y_{split} has {len(y)} labels")
+            raise DatasetError(f"{src(xk, yk)}: x_{split} has {len(x)} cases but y_{split} has {len(y)} labels")
         if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{source}: y_{split} must be integer labels, got dtype {y.dtype}")
+            raise DatasetError(f"{src(yk)}: y_{split} must be integer labels, got dtype {y.dtype}")
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             bad = y[(y < 0) | (y >= num_classes)][0]
-            raise DatasetError(f"{source}: y_{split} has label {bad} outside [0, {num_classes})")
+            raise DatasetError(f"{src(yk)}: y_{split} has label {bad} outside [0, {num_classes})")
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-            raise DatasetError(f"{source}: x_{split} contains NaN or inf")
+            raise DatasetError(f"{src(xk)}: x_{split} contains NaN or inf")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DatasetError(f"{source}: train images {arrays['x_train'].shape[1:]} and test images "
-                           f"{arrays['x_test'].shape[1:]} differ in shape")
+        raise DatasetError(f"{src('x_train', 'x_test')}: train images {arrays['x_train'].shape[1:]} and test "
+                           f"images {arrays['x_test'].shape[1:]} differ in shape")
 
 
 def load_npz(path: str | os.PathLike, name: str | None = None, num_classes: int = 10) -> Dataset:
@@ -140,7 +150,7 @@ def load_npz(path: str | os.PathLike, name: str | None = None, num_classes: int 
         raise DatasetError(f"{path}: no such file") from None
     except DatasetError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DatasetError(f"{path}: not a readable .npz without pickles ({exc})") from None
     _check(name or path.stem, str(path), arrays, num_classes)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -167,7 +177,7 @@ def load_idx_folder(folder: str | os.PathLike, name: str = "mnist", num_classes:
     if missing:
         raise DatasetError(f"{folder}: missing IDX files {missing} (raw or .gz)")
     arrays = {k: load_idx(p) for k, p in found.items()}
-    _check(name, str(folder), arrays, num_classes)
+    _check(name, str(folder), arrays, num_classes, files={k: str(p) for k, p in found.items()})
     return Dataset(name, **arrays, num_classes=num_classes, source=str(folder))
 
 

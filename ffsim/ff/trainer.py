@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import ffsim
+from ffsim.crossbar import NonFiniteInput
 from ffsim.data import Dataset, load_dataset
 from ffsim.ff.config import FFConfig
 from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic
@@ -177,14 +178,18 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
                        file=sys.stderr, dynamic_ncols=True)
         for bi in range(n_batches):
             idx = order[bi * B:(bi + 1) * B]
-            stats = model.train_step(x_tr[idx], y_tr[idx], neg_rng, gain)
-            if not np.isfinite(stats["loss"]):
+            try:
+                stats = model.train_step(x_tr[idx], y_tr[idx], neg_rng, gain)
+                bad = None if np.isfinite(stats["loss"]) else f"non-finite loss ({stats['loss']})"
+            except NonFiniteInput as exc:
+                bad = f"NaN or inf reached the chip ({exc})"
+            if bad:
                 if bar:
                     bar.close()
-                raise TrainingDiverged(
-                    f"non-finite loss ({stats['loss']}) in epoch {epoch}, mini-batch {bi + 1}/{n_batches}; "
-                    f"the last checkpoint in {out} (end of epoch {epoch - 1}) is kept. Lower the learning rate "
-                    "(--lr) or check the profile.")
+                kept = (f"the last checkpoint in {out} (end of epoch {epoch - 1}) is kept" if epoch > 1
+                        else "no checkpoint was written (the first epoch did not finish)")
+                raise TrainingDiverged(f"{bad} in epoch {epoch}, mini-batch {bi + 1}/{n_batches}; {kept}. "
+                                       "Lower the learning rate (--lr) or check the profile.")
             loss_sum += stats["loss"]
             running_err += stats["running_errors"]
             seen += stats["n"]

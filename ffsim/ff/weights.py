@@ -62,11 +62,14 @@ class FloatWeights:
         self.opt.step(self.W, g, lr)
 
     def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
-        return {"W": self.W, "grad": self.opt.grad}
+        ops = self.ops.as_dict()
+        return {"W": self.W, "grad": self.opt.grad, "ops_values": np.array(list(ops.values()), dtype=np.float64)}
 
     def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
         self.W[...] = d["W"]
         self.opt.grad[...] = d["grad"]
+        for name, v in zip(self.ops.as_dict(), d["ops_values"], strict=True):
+            setattr(self.ops, name, type(getattr(self.ops, name))(v))
 
 
 class InSituWeights:
