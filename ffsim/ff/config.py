@@ -1,7 +1,7 @@
 """Configuration of a Forward-Forward run: every hyper-parameter with its default and allowed values.
 
 Defaults follow Hinton's released MATLAB code (``ffnew.m``) for the supervised MNIST network: learning
-rate 0.01 (softmax head 0.1), weight cost 0.001 (head 0.003), gradient smoothing 0.9 over mini-batches,
+rate 0.01 (in-situ: 0.0023, see :func:`default_lr`; softmax head 0.1), weight cost 0.001 (head 0.003), gradient smoothing 0.9 over mini-batches,
 mini-batch 100, peer normalization 0.03, temperature 1, threshold = layer width, RMS normalization,
 label strength 1 in the first 10 pixels, neutral label 0.1, hard negatives from the model's own
 predictions, goodness and softmax read from every hidden layer except the first, learning rate constant
@@ -18,9 +18,25 @@ from typing import Any
 from ffsim.ff.goodness import GOODNESS_KINDS, NORMS
 from ffsim.ff.weights import MODES
 
-__all__ = ["FFConfig", "MODELS"]
+__all__ = ["FFConfig", "MODELS", "default_lr"]
 
 MODELS = ("ff", "ff-unsupervised", "ff-recurrent")
+HINTON_LR = 0.01
+
+
+def default_lr(mode: str, momentum: float = 0.9) -> float:
+    """Hinton's 0.01, except in-situ, where the chip applies every mini-batch's raw gradient.
+
+    Hinton's optimizer steps along a gradient smoothed over mini-batches (g_s ← m g_s + (1 − m) g), whose
+    mini-batch noise has sqrt((1 − m)/(1 + m)) = 0.23 times the standard deviation of one mini-batch's
+    gradient (m = 0.9).  An in-situ chip has no memory for that average, so its default learning rate is
+    scaled by the same factor, giving steps of the same noise level: 0.0023.  (Measured on 784-500x3,
+    two epochs on 20k MNIST cases: float weights updated without smoothing diverge at 0.01 and learn at
+    0.003; see EXPERIMENTS.md.)
+    """
+    if mode == "insitu":
+        return round(HINTON_LR * math.sqrt((1 - momentum) / (1 + momentum)), 5)
+    return HINTON_LR
 
 
 @dataclass
@@ -31,7 +47,7 @@ class FFConfig:
     layers: tuple[int, ...] = (1000, 1000, 1000)
     epochs: int = 100
     batch_size: int = 100
-    lr: float = 0.01
+    lr: float | None = None
     lr_head: float = 0.1
     weight_cost: float = 0.001
     weight_cost_head: float = 0.003
@@ -63,6 +79,8 @@ class FFConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = default_lr(self.mode, self.momentum)
         self.layers = tuple(int(v) for v in self.layers)
         self.recurrent_eval_iters = tuple(int(v) for v in self.recurrent_eval_iters)
         problems = []
