@@ -104,6 +104,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from ffsim.ff import FFConfig
+    from ffsim.mortal import run_mortal
+
+    mode = args.mode or ("ideal" if args.profile == "ideal" else "hybrid")
+    fields = {"profile": args.profile, "mode": mode, "seed": args.seed, "fab_seed": args.teacher_fab_seed}
+    if args.layers:
+        try:
+            fields["layers"] = tuple(int(v) for v in args.layers.split(","))
+        except ValueError:
+            raise ValueError(f"--layers must be comma-separated widths (got {args.layers!r})") from None
+    if args.epochs is not None:
+        fields["epochs"] = args.epochs
+    fields.update(_parse_set(args.set))
+    load_profile(args.profile)
+    try:
+        seeds = [int(v) for v in args.student_fab_seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--student-fab-seeds must be comma-separated integers (got {args.student_fab_seeds!r})") \
+            from None
+    if args.teacher_fab_seed in seeds:
+        raise ValueError("--student-fab-seeds must differ from --teacher-fab-seed (a student is another chip)")
+    cfg = FFConfig(**fields)
+    res = run_mortal(cfg, args.out, student_fab_seeds=seeds, teacher_run=args.teacher_run, transfer=args.transfer,
+                     transfer_size=args.transfer_size, distill_epochs=args.distill_epochs, aging=args.aging,
+                     train_cases=args.train_cases, test_cases=args.test_cases, progress=not args.no_progress,
+                     log=lambda m: print(m, file=sys.stderr))
+    print(f"results: {Path(args.out) / 'results.json'} ({len(res['rows']) - 1} students)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ffsim", description="Forward-Forward on simulated analog chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("distill", help="mortal computation: copy a teacher chip's weights vs. distill it into "
+                       "other chips")
+    p.add_argument("--profile", default="high-variability")
+    p.add_argument("--mode", choices=["ideal", "insitu", "hybrid"], help="training mode of teacher and students "
+                   "(default: hybrid, or ideal for the ideal profile)")
+    p.add_argument("--layers", help="hidden widths of teacher and students (default 1000,1000,1000)")
+    p.add_argument("--epochs", type=int, help="teacher training epochs")
+    p.add_argument("--teacher-run", help="a finished 'ffsim train' folder to use as the teacher (skips training)")
+    p.add_argument("--teacher-fab-seed", type=int, default=1)
+    p.add_argument("--student-fab-seeds", default="2,3,4", help="comma-separated fabrication seeds of the students")
+    p.add_argument("--transfer", default="train", choices=["train", "subset", "noisy", "shifted"])
+    p.add_argument("--transfer-size", type=int, help="number of transfer images (default: all training images)")
+    p.add_argument("--distill-epochs", type=int, default=10)
+    p.add_argument("--aging", action="store_true", help="also age the teacher a year and transfer again")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-cases", type=int)
+    p.add_argument("--test-cases", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_distill)
     return parser
 
 

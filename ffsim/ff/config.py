@@ -1,11 +1,11 @@
 """Configuration of a Forward-Forward run: every hyper-parameter with its default and allowed values.
 
-Defaults follow Hinton's released MATLAB code (``ffnew.m``) for the supervised MNIST network: learning
-rate 0.01 (in-situ: 0.0023, see :func:`default_lr`; softmax head 0.1), weight cost 0.001 (head 0.003), gradient smoothing 0.9 over mini-batches,
-mini-batch 100, peer normalization 0.03, temperature 1, threshold = layer width, RMS normalization,
-label strength 1 in the first 10 pixels, neutral label 0.1, hard negatives from the model's own
-predictions, goodness and softmax read from every hidden layer except the first, learning rate constant
-for the first half of the epochs and then decreasing linearly to zero.
+Defaults follow Hinton's released MATLAB code (``ffnew.m``) for the supervised MNIST network:
+learning rate 0.01 (in-situ: 0.0023, see :func:`default_lr`; softmax head 0.1), weight cost 0.001 (head
+0.003), gradient smoothing 0.9 over mini-batches, mini-batch 100, peer normalization 0.03, temperature 1,
+threshold = layer width, RMS normalization, label strength 1 in the first 10 pixels, neutral label 0.1,
+hard negatives from the model's own predictions, goodness and softmax read from every hidden layer except
+the first, learning rate constant for the first half of the epochs and then decreasing linearly to zero.
 """
 
 from __future__ import annotations

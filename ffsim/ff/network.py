@@ -109,11 +109,18 @@ class FFNetwork(LayeredModel):
         return [normalize(a, self.cfg.norm) for a in acts[self.head_from:]]
 
     # training ----------------------------------------------------------------------------------
-    def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
-        """One mini-batch of supervised FF; returns statistics (loss, errors, goodness)."""
+    def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float, *,
+                   head_targets: np.ndarray | None = None, negative_probs: np.ndarray | None = None) -> dict:
+        """One mini-batch of supervised FF; returns statistics (loss, errors, goodness).
+
+        ``labels`` are the positive labels.  For distillation, ``head_targets`` (soft targets, rows summing
+        to 1) replace the one-hot targets of the softmax head, and ``negative_probs`` (an oracle's class
+        probabilities) replace the network's own prediction when hard negatives are drawn.
+        """
         cfg = self.cfg
         B = len(labels)
         onehot = self.onehot(labels)
+        targets = onehot if head_targets is None else head_targets.astype(np.float32)
         # positive and neutral passes together (independent of each other)
         both = np.concatenate([self.embed(x, onehot), self.embed(x, self.neutral(B))])
         hs, acts = self.bottom_up(both)
@@ -132,10 +139,10 @@ class FFNetwork(LayeredModel):
         probs = softmax(logits)
         running_errors = int((probs.argmax(axis=1) != labels).sum())
         head_loss = float(-np.log(probs[np.arange(B), labels] + 1e-30).mean())
-        self.head.update(head_in, probs, onehot, gain)
+        self.head.update(head_in, probs, targets, gain)
         # negatives
         if cfg.negatives == "hard":
-            neg_labels = sample_negative_labels(probs, labels, rng)
+            neg_labels = sample_negative_labels(probs if negative_probs is None else negative_probs, labels, rng)
         else:
             neg_labels = (labels + 1 + rng.integers(0, self.num_classes - 1, size=B)) % self.num_classes
         hs_n, acts_n = self.bottom_up(self.embed(x, self.onehot(neg_labels)))
