@@ -99,7 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         pairs = (("test_error_goodness", "goodness"), ("test_error_softmax", "softmax"))
         errs = [f"{100 * f[k]:.2f}% ({name})" for k, name in pairs if f.get(k) is not None]
         print(f"test error: {', '.join(errs)}; energy {f['train_energy_J_per_sample'] * 1e6:.3f} uJ per training "
-              f"sample, {f['inference_energy_J_per_image'] * 1e6:.3f} uJ per inference")
+              f"sample, {f['inference_energy_J_per_image_softmax'] * 1e6:.3f} uJ per inference (softmax, one pass)")
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
 

@@ -130,11 +130,14 @@ def test_ideal_run_history(ideal_run):
             assert 0.0 <= h[k] <= 1.0, (k, h[k])
             assert round(h[k] * 100) == pytest.approx(h[k] * 100)  # a count over 100 or 300 cases
         assert h["train_energy_J_per_sample"] > 0
-        assert h["inference_energy_J_per_image"] > 0
+        assert h["inference_energy_J_per_image_softmax"] > 0
+        # the goodness evaluation runs one pass per label: ten times the softmax's single pass
+        e_soft = h["inference_energy_J_per_image_softmax"]
+        assert h["inference_energy_J_per_image_goodness"] == pytest.approx(10 * e_soft, rel=1e-6)
         assert h["train_time_s"] >= 0 and h["eval_time_s"] >= 0
     last = hist[-1]
     for k in ("test_error_goodness", "test_error_softmax", "train_energy_J_per_sample",
-              "inference_energy_J_per_image"):
+              "inference_energy_J_per_image_softmax", "inference_energy_J_per_image_goodness"):
         assert r["final"][k] == last[k]
     assert r["final"]["val_error_softmax"] is None
     assert r["ops_total"]["macs"] > 0
@@ -206,7 +209,7 @@ def test_pcm_defaults_to_insitu(pcm_run):
     assert r["ops_total"]["adc_conversions"] > 0
     for h in r["history"]:
         assert 0 <= h["test_error_softmax"] <= 1 and 0 <= h["test_error_goodness"] <= 1
-        assert h["train_energy_J_per_sample"] > 0 and h["inference_energy_J_per_image"] > 0
+        assert h["train_energy_J_per_sample"] > 0 and h["inference_energy_J_per_image_softmax"] > 0
     assert len(r["history"]) == 2
 
 

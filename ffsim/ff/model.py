@@ -27,6 +27,29 @@ class LayeredModel:
             h = normalize(a, self.cfg.norm)
         return hs, acts
 
+    eval_batch = 1000
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, which: tuple[str, ...] = ("goodness", "softmax"),
+                 batch: int | None = None) -> dict[str, float | None]:
+        """Error rates (fractions) of the goodness evaluation (highest summed goodness over labels; None for
+        models without one) and of the softmax head with the neutral label."""
+        batch = batch or self.eval_batch
+        has_goodness = hasattr(self, "goodness_scores")
+        out: dict[str, float | None] = {}
+        n = max(len(labels), 1)
+        if "goodness" in which:
+            if has_goodness:
+                err = sum(int((self.goodness_scores(x[a:a + batch]).argmax(axis=1) != labels[a:a + batch]).sum())
+                          for a in range(0, len(labels), batch))
+                out["error_goodness"] = err / n
+            else:
+                out["error_goodness"] = None
+        if "softmax" in which:
+            err = sum(int((self.predict_softmax(x[a:a + batch]).argmax(axis=1) != labels[a:a + batch]).sum())
+                      for a in range(0, len(labels), batch))
+            out["error_softmax"] = err / n
+        return out
+
     @property
     def stores(self) -> list:
         return [layer.store for layer in self.layers]

@@ -176,16 +176,6 @@ class FFNetwork(LayeredModel):
                 scores[:, c] += layer.probs(a)[0]
         return scores
 
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict[str, float]:
-        """Error rates of both evaluations (fractions)."""
-        err_g = err_s = 0
-        for a in range(0, len(labels), batch):
-            xb, yb = x[a:a + batch], labels[a:a + batch]
-            err_g += int((self.goodness_scores(xb).argmax(axis=1) != yb).sum())
-            err_s += int((self.predict_softmax(xb).argmax(axis=1) != yb).sum())
-        n = max(len(labels), 1)
-        return {"error_goodness": err_g / n, "error_softmax": err_s / n}
-
     # bookkeeping -------------------------------------------------------------------------------
 
 

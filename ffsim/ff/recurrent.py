@@ -31,6 +31,8 @@ __all__ = ["RecurrentFF"]
 class RecurrentFF(LayeredModel):
     """Hidden layers fed bottom-up and top-down, label clamped on top."""
 
+    eval_batch = 500
+
     def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
         self.cfg = cfg
         self.num_classes = num_classes
@@ -134,12 +136,3 @@ class RecurrentFF(LayeredModel):
         x_n, neutral_n = self._inputs(x, np.full((B, C), 1.0 / C, np.float32))
         (acts0,) = self._iterate(x_n, neutral_n, 0)
         return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts0]))
-
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 500) -> dict[str, float]:
-        err_g = err_s = 0
-        for a in range(0, len(labels), batch):
-            xb, yb = x[a:a + batch], labels[a:a + batch]
-            err_g += int((self.goodness_scores(xb).argmax(axis=1) != yb).sum())
-            err_s += int((self.predict_softmax(xb).argmax(axis=1) != yb).sum())
-        n = max(len(labels), 1)
-        return {"error_goodness": err_g / n, "error_softmax": err_s / n}

@@ -93,9 +93,3 @@ class UnsupervisedFF(LayeredModel):
         _, acts = self.bottom_up(x)
         return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts[self.head_from:]]))
 
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict[str, float | None]:
-        err = 0
-        for a in range(0, len(labels), batch):
-            err += int((self.predict_softmax(x[a:a + batch]).argmax(axis=1) != labels[a:a + batch]).sum())
-        return {"error_goodness": None, "error_softmax": err / max(len(labels), 1)}
-
