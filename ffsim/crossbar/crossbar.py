@@ -28,6 +28,7 @@ from ffsim.devices.physics import (
     read_noise_time_factor,
     update_params,
 )
+from ffsim.devices.program import program_masked
 from ffsim.devices.pulse import pulse_aggregate, pulse_exact
 from ffsim.devices.refresh import refresh_pairs
 from ffsim.devices.rng import draw_key
@@ -374,31 +375,30 @@ class Crossbar:
         self.ops.program_steps += int(math.ceil(rows * self._P * wv))
 
     def _program_cells(self, W: np.ndarray, mask: np.ndarray) -> None:
-        idx = np.nonzero(mask)
-        n = len(idx[0])
+        """Selective write-verify of the masked cells (see :mod:`ffsim.devices.program`)."""
+        p, d = self.profile, self.profile.device
+        dr = d.drift
+        nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
+                           dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
+        drift_on = self._nu is not None
+        nu = self._nu if drift_on else np.zeros((self._P, 1, 1), np.float32)
+        cache_on = p.tile.ir_drop == 0 and not self._dirty
+        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
+        rows = np.zeros(self.in_features, dtype=np.bool_)
+        Wn = np.ascontiguousarray(W, dtype=np.float64) / self.w_max
+        n = program_masked(Wn, np.ascontiguousarray(mask), self._g, self._gmax, self._stuck, self._wn, nu, drift_on,
+                           nu_prm, np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg, d.levels,
+                           self._gref0, self._span, self._gmin_n, self._xscale, draw_key(self._rng), cache_on,
+                           self._W, S2, self._ref, self._col_tile, self._lut, self._lut_inv, self._t2(),
+                           self._rowsum, rows)
         if n == 0:
             return
-        wn = W[idx].astype(np.float64) / self.w_max
-        if self._P == 2:
-            targets = np.stack([np.maximum(wn, 0.0), np.maximum(-wn, 0.0)])
-        else:
-            targets = (self._gref0 + wn * self._span)[None]
-        gmax = np.stack([self._gmax[k][idx] for k in range(self._P)])
-        new = self._write(targets, gmax)
-        moving = np.stack([self._stuck[k][idx] == 0 for k in range(self._P)])
-        for k in range(self._P):
-            plane = self._g[k]
-            plane[idx] = np.where(moving[k], new[k], plane[idx])
-            if self._wn.strides != (0, 0, 0):
-                self._wn[k][idx] = 0.0
-        if self._nu is not None:
-            dm = self.profile.device
-            mean, std = drift_nu_params(self.profile, dm.g_min_uS + np.clip(targets, 0, None) * self._dg)
-            nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0)
-            for k in range(self._P):
-                self._nu[k][idx] = nu[k]
-        self._count_programming(self._P * n, int(np.unique(idx[0] % self._row_tile).size))
-        self._dirty = True
+        # rows are written one after another, tiles in parallel
+        per_tile = np.bincount(np.nonzero(rows)[0] // self._row_tile, minlength=len(self._row_tiles))
+        self._count_programming(self._P * int(n), int(per_tile.max()))
+        if not cache_on:
+            self._dirty = True
+        self._colsum_dirty = True
 
     def _write(self, targets: np.ndarray, gmax: np.ndarray | float) -> np.ndarray:
         """Write-verify to normalized targets: levels, each device's maximum ``gmax``, programming error."""

@@ -22,15 +22,21 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["GOODNESS_KINDS", "default_threshold", "goodness", "goodness_grad", "log_sigmoid_loss",
-           "normalize", "sigmoid"]
+           "normalize", "sigmoid", "sumsq"]
 
 GOODNESS_KINDS = ("sumsq", "meansq", "neg_sumsq")
 NORMS = ("rms", "l2")
 
 
-def goodness(y: np.ndarray, kind: str = "sumsq") -> np.ndarray:
-    """Goodness of each row of ReLU activities ``y`` (batch × units)."""
-    ss = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+def sumsq(y: np.ndarray) -> np.ndarray:
+    """Σ_j y_j² per row (float32 accumulation, float64 result)."""
+    return np.einsum("ij,ij->i", y, y).astype(np.float64)
+
+
+def goodness(y: np.ndarray, kind: str = "sumsq", ss: np.ndarray | None = None) -> np.ndarray:
+    """Goodness of each row of ReLU activities ``y`` (batch × units); ``ss`` reuses Σy² if known."""
+    if ss is None:
+        ss = sumsq(y)
     if kind == "sumsq":
         return ss
     if kind == "meansq":
@@ -73,16 +79,17 @@ def goodness_grad(y: np.ndarray, p: np.ndarray, positive: bool, kind: str = "sum
     w = (1.0 - p) if positive else -p
     if kind == "neg_sumsq":
         w = -w
-    return (w[:, None] * y).astype(np.float32)
+    return y * w.astype(np.float32)[:, None]
 
 
-def normalize(y: np.ndarray, kind: str = "rms") -> np.ndarray:
-    """Divide each row by its RMS (Hinton's ``ffnormrows``) or its L2 length."""
-    ss = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+def normalize(y: np.ndarray, kind: str = "rms", ss: np.ndarray | None = None) -> np.ndarray:
+    """Divide each row by its RMS (Hinton's ``ffnormrows``) or its L2 length; ``ss`` reuses Σy² if known."""
+    if ss is None:
+        ss = sumsq(y)
     if kind == "rms":
         d = np.sqrt(ss / y.shape[1])
     elif kind == "l2":
         d = np.sqrt(ss)
     else:
         raise ValueError(f"normalization must be one of {NORMS} (got {kind!r})")
-    return (y / (d + 1e-20)[:, None]).astype(np.float32)
+    return y * (1.0 / (d + 1e-20)).astype(np.float32)[:, None]

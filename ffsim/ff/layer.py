@@ -45,8 +45,9 @@ class FFLayer:
         return z
 
     # local learning rule -----------------------------------------------------------------------
-    def probs(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        G = goodness(a, self.kind)
+    def probs(self, a: np.ndarray, ss: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Goodness and p(positive) of each case (``ss``: Σa² per case, if already computed)."""
+        G = goodness(a, self.kind, ss)
         return G, sigmoid((G - self.theta) / self.temperature)
 
     def loss(self, G: np.ndarray, positive: bool) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.crossbar import OpCounter
-from ffsim.ff.goodness import normalize
+from ffsim.ff.goodness import normalize, sumsq
 
 __all__ = ["LayeredModel"]
 
@@ -17,14 +17,19 @@ class LayeredModel:
     head: object
 
     def bottom_up(self, inputs: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """One bottom-up pass: (normalized input to each layer, ReLU activities of each layer)."""
+        """One bottom-up pass: (normalized input to each layer, ReLU activities of each layer).
+
+        Σa² of each layer's activities is kept in ``self.last_sumsq`` (reused for goodness)."""
         h = normalize(inputs, self.cfg.norm)
-        hs, acts = [], []
+        hs, acts, sss = [], [], []
         for layer in self.layers:
             hs.append(h)
             a = layer.forward(h)
             acts.append(a)
-            h = normalize(a, self.cfg.norm)
+            ss = sumsq(a)
+            sss.append(ss)
+            h = normalize(a, self.cfg.norm, ss)
+        self.last_sumsq = sss
         return hs, acts
 
     eval_batch = 1000

@@ -124,17 +124,19 @@ class FFNetwork(LayeredModel):
         # positive and neutral passes together (independent of each other)
         both = np.concatenate([self.embed(x, onehot), self.embed(x, self.neutral(B))])
         hs, acts = self.bottom_up(both)
+        sss = self.last_sumsq
         pos_h = [h[:B] for h in hs]
         deltas_pos, loss_pos, good_pos, G_pos = [], [], [], []
-        for layer, a in zip(self.layers, acts, strict=True):
+        for layer, a, ss in zip(self.layers, acts, sss, strict=True):
             ap = a[:B]
-            G, p = layer.probs(ap)
+            G, p = layer.probs(ap, ss[:B])
             G_pos.append(G)
             deltas_pos.append(layer.delta_positive(ap, p))
             loss_pos.append(float(layer.loss(G, True).mean()))
             good_pos.append(float(G.mean()))
         # softmax head on the neutral pass
-        head_in = [normalize(a[B:], cfg.norm) for a in acts[self.head_from:]]
+        head_in = [normalize(a[B:], cfg.norm, ss[B:]) for a, ss in zip(acts[self.head_from:], sss[self.head_from:],
+                                                                         strict=True)]
         logits = self.head.logits(head_in)
         probs = softmax(logits)
         running_errors = int((probs.argmax(axis=1) != labels).sum())
@@ -146,9 +148,10 @@ class FFNetwork(LayeredModel):
         else:
             neg_labels = (labels + 1 + rng.integers(0, self.num_classes - 1, size=B)) % self.num_classes
         hs_n, acts_n = self.bottom_up(self.embed(x, self.onehot(neg_labels)))
+        sss_n = self.last_sumsq
         loss_neg, good_neg, pair_err = [], [], []
         for k, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
-            G, p = layer.probs(a)
+            G, p = layer.probs(a, sss_n[k])
             d_neg = layer.delta_negative(a, p)
             loss_neg.append(float(layer.loss(G, False).mean()))
             good_neg.append(float(G.mean()))
@@ -172,8 +175,8 @@ class FFNetwork(LayeredModel):
         scores = np.zeros((B, C))
         for c in range(C):
             _, acts = self.bottom_up(self.embed(x, self.onehot(np.full(B, c))))
-            for layer, a in zip(self.layers[self.head_from:], acts[self.head_from:], strict=True):
-                scores[:, c] += layer.probs(a)[0]
+            for k in range(self.head_from, len(self.layers)):
+                scores[:, c] += self.layers[k].probs(acts[k], self.last_sumsq[k])[0]
         return scores
 
     # bookkeeping -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ All three keep an :class:`~ffsim.crossbar.OpCounter`; the float store counts its
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from ffsim.crossbar import Crossbar, OpCounter
 from ffsim.profiles import HardwareProfile
@@ -25,6 +26,18 @@ from ffsim.profiles import HardwareProfile
 __all__ = ["MODES", "FloatWeights", "HybridWeights", "InSituWeights", "make_weights"]
 
 MODES = ("ideal", "insitu", "hybrid")
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _smoothed_step(W, grad, g, momentum, g_scale, lr, weight_cost):
+    """One fused pass: grad ← m grad + (1 − m) g_scale g;  W ← W + lr (grad − wc W)."""
+    n_in, n_out = W.shape
+    a = (1 - momentum) * g_scale
+    for i in prange(n_in):
+        for j in range(n_out):
+            gs = momentum * grad[i, j] + a * g[i, j]
+            grad[i, j] = gs
+            W[i, j] += lr * (gs - weight_cost * W[i, j])
 
 
 class _Smoothed:
@@ -35,10 +48,9 @@ class _Smoothed:
         self.momentum = np.float32(momentum)
         self.weight_cost = np.float32(weight_cost)
 
-    def step(self, W: np.ndarray, g: np.ndarray, lr: float) -> None:
-        self.grad *= self.momentum
-        self.grad += (1 - self.momentum) * g
-        W += np.float32(lr) * (self.grad - self.weight_cost * W)
+    def step(self, W: np.ndarray, g: np.ndarray, lr: float, g_scale: float = 1.0) -> None:
+        """Apply the update for the (unscaled) gradient ``g``; ``g_scale`` multiplies it (e.g. 1/batch)."""
+        _smoothed_step(W, self.grad, g, self.momentum, np.float32(g_scale), np.float32(lr), self.weight_cost)
 
 
 class FloatWeights:
@@ -57,9 +69,8 @@ class FloatWeights:
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         """Ascend along the gradient ``xᵀ δ / batch`` (δ = dC/dz per case)."""
-        g = (x.T @ delta) / np.float32(batch)
         self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
-        self.opt.step(self.W, g, lr)
+        self.opt.step(self.W, x.T @ delta, lr, 1.0 / batch)
 
     def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
         ops = self.ops.as_dict()
@@ -115,8 +126,7 @@ class HybridWeights:
         return self.chip.forward(x)
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
-        g = (x.T @ delta) / np.float32(batch)
-        self.opt.step(self.W, g, lr)
+        self.opt.step(self.W, x.T @ delta, lr, 1.0 / batch)
         moved = np.abs(self.W - self.written) > self.threshold
         if moved.any():
             self.chip.program(self.W, mask=moved)
