@@ -64,6 +64,13 @@ class Dataset:
         return Dataset(self.name, self.x_train[: n - n_val], self.y_train[: n - n_val], self.x_test, self.y_test,
                        self.num_classes, self.source, self.sha256, self.x_train[n - n_val:], self.y_train[n - n_val:])
 
+    def arrays(self, train_cases: int | None = None, test_cases: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(x_train, y_train, x_test, y_test) as float32 vectors and int64 labels, optionally truncated."""
+        x_tr, y_tr = self.flat(self.x_train[:train_cases]), self.y_train[:train_cases].astype(np.int64)
+        x_te, y_te = self.flat(self.x_test[:test_cases]), self.y_test[:test_cases].astype(np.int64)
+        return x_tr, y_tr, x_te, y_te
+
     def flat(self, x: np.ndarray) -> np.ndarray:
         """Images as float32 vectors in [0, 1] (uint8 data divided by 255)."""
         x = x.reshape(len(x), -1)

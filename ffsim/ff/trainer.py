@@ -129,12 +129,7 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
     ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
     if cfg.validation:
         ds = ds.split_validation(cfg.validation)
-    x_tr, y_tr = ds.flat(ds.x_train), ds.y_train.astype(np.int64)
-    x_te, y_te = ds.flat(ds.x_test), ds.y_test.astype(np.int64)
-    if train_cases:
-        x_tr, y_tr = x_tr[:train_cases], y_tr[:train_cases]
-    if test_cases:
-        x_te, y_te = x_te[:test_cases], y_te[:test_cases]
+    x_tr, y_tr, x_te, y_te = ds.arrays(train_cases or None, test_cases or None)
     x_val = ds.flat(ds.x_val) if ds.x_val is not None else None
     y_val = ds.y_val.astype(np.int64) if ds.y_val is not None else None
     profile = load_profile(cfg.profile)

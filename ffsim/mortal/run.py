@@ -78,13 +78,7 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    ds = load_dataset("mnist")
-    x_tr, y_tr = ds.flat(ds.x_train), ds.y_train.astype(np.int64)
-    x_te, y_te = ds.flat(ds.x_test), ds.y_test.astype(np.int64)
-    if train_cases:
-        x_tr, y_tr = x_tr[:train_cases], y_tr[:train_cases]
-    if test_cases:
-        x_te, y_te = x_te[:test_cases], y_te[:test_cases]
+    x_tr, y_tr, x_te, y_te = load_dataset("mnist").arrays(train_cases or None, test_cases or None)
     if teacher_run:
         cfg, teacher = _load_teacher(Path(teacher_run))
         log(f"teacher loaded from {teacher_run}")
