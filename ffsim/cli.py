@@ -69,9 +69,6 @@ def _parse_set(items: list[str]) -> dict:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ffsim.ff import FFConfig, TrainingDiverged, train
 
-    if args.model == "bp":
-        print("ffsim: error: the backprop baseline (--model bp) is not part of this version", file=sys.stderr)
-        return 2
     mode = args.mode or ("ideal" if args.profile == "ideal" else "insitu")
     fields = {"model": args.model, "profile": args.profile, "mode": mode, "seed": args.seed,
               "fab_seed": args.fab_seed, "validation": args.validation}
@@ -157,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a Forward-Forward network on a simulated chip")
     p.add_argument("--profile", default="ideal", help="hardware profile name or path (default: ideal)")
     p.add_argument("--model", default="ff", choices=["ff", "ff-unsupervised", "ff-recurrent", "bp"])
-    p.add_argument("--mode", choices=["ideal", "insitu", "hybrid"],
-                   help="where the weights live (default: ideal for the ideal profile, else insitu)")
+    p.add_argument("--mode", choices=["ideal", "insitu", "hybrid", "model"],
+                   help="where the weights live (default: ideal for the ideal profile, else insitu); "
+                   "'model' is backprop through a software model of the chip (--model bp)")
     p.add_argument("--layers", help="hidden widths, e.g. 2000,2000,2000,2000 (default 1000,1000,1000)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -361,12 +361,16 @@ def test_unreadable_dataset(tmp_path, kind):
     assert "dataset" in se and str(path) in se
 
 
-def test_model_bp_is_not_part_of_this_version(tmp_path):
+def test_model_bp_trains_and_reports_softmax_only(tmp_path):
     rc, so, se = run_cli(["train", "--out", str(tmp_path / "bp"), *TINY, "--epochs", "1", "--model", "bp"])
-    assert rc == 2
-    assert "not part of this version" in se and "bp" in se
-    assert_no_traceback(so, se)
-    assert not (tmp_path / "bp").exists()
+    assert rc == 0, se
+    r = json.loads((tmp_path / "bp" / "results.json").read_text())
+    assert r["config"]["model"] == "bp" and r["mode"] == "ideal"
+    h = r["history"][-1]
+    assert h["test_error_goodness"] is None and 0 <= h["test_error_softmax"] <= 1
+    rc, so, se = run_cli(["train", "--out", str(tmp_path / "bp2"), *TINY, "--epochs", "1", "--model", "ff",
+                          "--mode", "model"])
+    assert rc == 2 and "must be one of" in se
 
 
 @pytest.mark.parametrize("argv", [["--mode", "cloud"], ["--epochs", "two"], ["--model", "cnn"], []])

@@ -20,11 +20,13 @@ from ffsim.ff.weights import MODES
 
 __all__ = ["FFConfig", "MODELS", "default_lr"]
 
-MODELS = ("ff", "ff-unsupervised", "ff-recurrent")
+MODELS = ("ff", "ff-unsupervised", "ff-recurrent", "bp")
+BP_MODES = ("ideal", "insitu", "model")
 HINTON_LR = 0.01
+BP_LR = 0.1
 
 
-def default_lr(mode: str, momentum: float = 0.9) -> float:
+def default_lr(mode: str, momentum: float = 0.9, model: str = "ff") -> float:
     """Hinton's 0.01, except in-situ, where the chip applies every mini-batch's raw gradient.
 
     Hinton's optimizer steps along a gradient smoothed over mini-batches (g_s ← m g_s + (1 − m) g), whose
@@ -34,9 +36,10 @@ def default_lr(mode: str, momentum: float = 0.9) -> float:
     two epochs on 20k MNIST cases: float weights updated without smoothing diverge at 0.01 and learn at
     0.003; see EXPERIMENTS.md.)
     """
-    if mode == "insitu":
-        return round(HINTON_LR * math.sqrt((1 - momentum) / (1 + momentum)), 5)
-    return HINTON_LR
+    base = BP_LR if model == "bp" else HINTON_LR
+    if mode in ("insitu", "model"):
+        return round(base * math.sqrt((1 - momentum) / (1 + momentum)), 5)
+    return base
 
 
 @dataclass
@@ -80,7 +83,7 @@ class FFConfig:
 
     def __post_init__(self) -> None:
         if self.lr is None:
-            self.lr = default_lr(self.mode, self.momentum)
+            self.lr = default_lr(self.mode, self.momentum, self.model)
         self.layers = tuple(int(v) for v in self.layers)
         self.recurrent_eval_iters = tuple(int(v) for v in self.recurrent_eval_iters)
         problems = []
@@ -106,10 +109,14 @@ class FFConfig:
         need(self.norm in NORMS, "norm", f"must be one of {NORMS}")
         need(self.negatives in ("hard", "uniform"), "negatives", "must be 'hard' or 'uniform'")
         need(self.label_mode in ("overwrite", "concat"), "label_mode", "must be 'overwrite' or 'concat'")
-        need(self.mode in MODES, "mode", f"must be one of {MODES}")
+        if self.model == "bp":
+            need(self.mode in BP_MODES, "mode", f"must be one of {BP_MODES} for model 'bp'")
+        else:
+            need(self.mode in MODES, "mode", f"must be one of {MODES}")
         need(self.pulse_mode in ("aggregate", "exact"), "pulse_mode", "must be 'aggregate' or 'exact'")
-        need(0 <= self.min_level < len(self.layers), "min_level",
-             f"must be a hidden-layer index in [0, {len(self.layers) - 1}]")
+        if self.model != "bp":
+            need(0 <= self.min_level < len(self.layers), "min_level",
+                 f"must be a hidden-layer index in [0, {len(self.layers) - 1}]")
         need(self.validation >= 0, "validation", "must be >= 0")
         need(self.eval_train_cases >= 0, "eval_train_cases", "must be >= 0")
         need(self.eval_every >= 1, "eval_every", "must be >= 1")

@@ -47,6 +47,10 @@ def build_model(cfg: FFConfig, in_features: int, num_classes: int):
         from ffsim.ff.network import FFNetwork
 
         return FFNetwork(cfg, in_features, num_classes, rng)
+    if cfg.model == "bp":
+        from ffsim.bp import BPNetwork
+
+        return BPNetwork(cfg, in_features, num_classes, rng)
     if cfg.model == "ff-unsupervised":
         from ffsim.ff.unsupervised import UnsupervisedFF
 
@@ -57,7 +61,7 @@ def build_model(cfg: FFConfig, in_features: int, num_classes: int):
 
 
 def _chips(model) -> list:
-    return [s.chip for s in model.stores if hasattr(s, "chip")]
+    return [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
 
 
 def _save_checkpoint(out: Path, model, state: dict[str, Any]) -> None:
