@@ -132,6 +132,20 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ffsim.experiments.sweep import load_study, report, run_sweep
+
+    study = load_study(args.study)
+    out = Path(args.out or Path("sweeps") / study["study"]["name"])
+    if not args.report:
+        run_sweep(args.study, out, scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress,
+                  log=lambda m: print(m, file=sys.stderr))
+    rep = report(out, metric=args.metric)
+    print(rep["markdown"])
+    print(f"report: {out / 'report.md'}, {out / 'report.csv'}, {out / 'report.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ffsim", description="Forward-Forward on simulated analog chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("sweep", help="run a study (a grid of FF/BP runs) on dask.distributed; resumable")
+    p.add_argument("study", help="study file (TOML), e.g. experiments/studies/pcm-read-noise.toml")
+    p.add_argument("--out", help="results folder (default: sweeps/NAME)")
+    p.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://HOST:8786 "
+                   "(default: a local cluster, one worker per core)")
+    p.add_argument("--workers", type=int, help="workers of the local cluster (default: number of cores)")
+    p.add_argument("--report", action="store_true", help="only rebuild tables and plots from stored runs")
+    p.add_argument("--metric", default="test_error_softmax")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -28,7 +28,6 @@ from ffsim.ff.config import FFConfig
 from ffsim.ff.layer import softmax
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import _Smoothed
-from ffsim.profiles import load_profile
 
 __all__ = ["BPNetwork"]
 
@@ -124,7 +123,7 @@ class BPNetwork(LayeredModel):
         self.cfg = cfg
         self.num_classes = num_classes
         sizes = [in_features, *cfg.layers, num_classes]
-        profile = load_profile(cfg.profile) if cfg.mode != "ideal" else None
+        profile = cfg.hardware() if cfg.mode != "ideal" else None
         self.layers = []
         for k in range(len(sizes) - 1):
             n_in, n_out = sizes[k], sizes[k + 1]

@@ -79,7 +79,16 @@ class FFConfig:
     recurrent_iters: int = 8
     recurrent_damping: float = 0.3
     recurrent_eval_iters: tuple[int, ...] = (3, 4, 5)
+    profile_overrides: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def hardware(self):
+        """The run's hardware profile: ``profile`` with ``profile_overrides`` applied (nested dicts, e.g.
+        ``{"adc": {"bits": 6}}``), validated."""
+        from ffsim.profiles import load_profile
+
+        base = load_profile(self.profile)
+        return base.replace(**self.profile_overrides) if self.profile_overrides else base
 
     def __post_init__(self) -> None:
         if self.lr is None:

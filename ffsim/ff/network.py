@@ -28,7 +28,6 @@ from ffsim.ff.goodness import normalize
 from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
-from ffsim.profiles import load_profile
 
 __all__ = ["FFNetwork", "build_layers", "sample_negative_labels"]
 
@@ -56,7 +55,7 @@ def build_layers(cfg: FFConfig, sizes: list[int], rng: np.random.Generator, laye
     """Layers ``sizes[k] -> sizes[k+1]`` with weights N(0, 1/fan_in) (drawn from ``rng``) on the configured
     store.  Layer k's chip has fabrication seed ``(fab_seed, layer_tag + k)`` and its own run-time
     generator seeded ``(seed, 1000 + layer_tag + k)``."""
-    profile = load_profile(cfg.profile) if cfg.mode != "ideal" else None
+    profile = cfg.hardware() if cfg.mode != "ideal" else None
     layers = []
     for k in range(len(sizes) - 1):
         n_in, n_out = sizes[k], sizes[k + 1]

@@ -25,7 +25,6 @@ from ffsim.crossbar import NonFiniteInput
 from ffsim.data import Dataset, load_dataset
 from ffsim.ff.config import FFConfig
 from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic
-from ffsim.profiles import load_profile
 
 __all__ = ["TrainingDiverged", "build_model", "lr_gain", "train"]
 
@@ -136,7 +135,7 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
     x_tr, y_tr, x_te, y_te = ds.arrays(train_cases or None, test_cases or None)
     x_val = ds.flat(ds.x_val) if ds.x_val is not None else None
     y_val = ds.y_val.astype(np.int64) if ds.y_val is not None else None
-    profile = load_profile(cfg.profile)
+    profile = cfg.hardware()
     model = build_model(cfg, x_tr.shape[1], ds.num_classes)
     data_rng = np.random.default_rng([cfg.seed, 1])
     neg_rng = np.random.default_rng([cfg.seed, 2])

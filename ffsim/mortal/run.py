@@ -35,7 +35,6 @@ from ffsim.mortal.transfer import (
     train_on,
     transfer_images,
 )
-from ffsim.profiles import load_profile
 
 __all__ = ["evaluate_probs", "run_mortal"]
 
@@ -87,7 +86,7 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
         _, teacher = _load_teacher(out / "teacher")
     if cfg.model != "ff":
         raise ValueError(f"distillation needs the supervised model 'ff' (the teacher is {cfg.model!r})")
-    profile = load_profile(cfg.profile)
+    profile = cfg.hardware()
     rng = np.random.default_rng([cfg.seed, 77])
     t_eval = evaluate_probs(teacher, x_te, y_te)
     teacher_row = {"student": "teacher", "fab_seed": cfg.fab_seed, "error_softmax": t_eval["error_softmax"],

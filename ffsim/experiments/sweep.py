@@ -1,0 +1,334 @@
+"""Parameter sweeps of FF and BP runs on dask.distributed, resumable, with reports.
+
+A study file (TOML) names the shared settings, the methods compared, one swept quantity and the seeds::
+
+    [study]
+    name = "pcm-read-noise"
+    seeds = [0, 1, 2]
+    train_cases = 20000          # optional: a subset of MNIST, to keep sweeps CPU-feasible
+    test_cases = 5000
+
+    [base]                       # fields of ffsim.ff.FFConfig shared by every run
+    profile = "pcm"
+    layers = [500, 500]
+    epochs = 3
+
+    [[variants]]                 # the methods compared (each adds FFConfig fields)
+    label = "FF in-situ"
+    model = "ff"
+    mode = "insitu"
+
+    [sweep]                      # a profile key path (profile_overrides) or an FFConfig field
+    parameter = "device.read_noise.q_coeff"
+    values = [0.0, 0.0044, 0.0088, 0.0176]
+
+    [drift]                      # optional: after training, evaluate again at these times (s)
+    times_s = [1, 3600, 86400, 31536000]
+
+Every run is keyed by the sha256 of its full specification; a worker stores ``runs/KEY.json``
+atomically when its run is complete (and the run itself checkpoints each epoch), so an interrupted sweep
+resumes where it stopped and a run whose worker is killed is retried by the scheduler and ends once.
+``ffsim sweep STUDY.toml --report`` rebuilds the tables (CSV, markdown) and plots from the stored runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffsim.io import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+
+__all__ = ["expand_study", "load_study", "report", "run_one", "run_sweep", "spec_key"]
+
+YEAR_S = 365 * 86400.0
+
+
+# ---------------------------------------------------------------------------------------------
+# study files
+
+
+def load_study(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a study file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            study = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such study file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    allowed = {"study", "base", "variants", "sweep", "drift"}
+    unknown = sorted(set(study) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown} (allowed: {sorted(allowed)})")
+    s = study.get("study", {})
+    if not isinstance(s.get("name"), str) or not s["name"]:
+        raise ValueError(f"{path}: [study] name is required")
+    seeds = s.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(v, int) for v in seeds)):
+        raise ValueError(f"{path}: [study] seeds must be a non-empty list of integers (got {seeds!r})")
+    variants = study.get("variants") or [{"label": "run"}]
+    for k, v in enumerate(variants):
+        if "label" not in v:
+            raise ValueError(f"{path}: [[variants]] entry {k + 1} needs a label")
+    sw = study.get("sweep")
+    if sw is not None and (not isinstance(sw.get("parameter"), str) or not isinstance(sw.get("values"), list)
+                           or not sw["values"]):
+        raise ValueError(f"{path}: [sweep] needs parameter (a string) and values (a non-empty list)")
+    study["_path"] = str(path)
+    # build every configuration once now, so that a bad field fails before any run starts
+    for spec in expand_study(study):
+        _config_of(spec)
+    return study
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cur = out
+    parts = path.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = json.loads(json.dumps(a))
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+PROFILE_SECTIONS = ("device", "update", "dac", "adc", "tile", "cost")
+
+
+def expand_study(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run of a study: variants × swept values × seeds, each a JSON-able specification."""
+    s = study.get("study", {})
+    base = dict(study.get("base", {}))
+    sw = study.get("sweep") or {"parameter": None, "values": [None]}
+    specs = []
+    for variant in study.get("variants") or [{"label": "run"}]:
+        fields = {k: v for k, v in variant.items() if k != "label"}
+        for value in sw["values"]:
+            for seed in s.get("seeds", [0]):
+                cfg = _merge(base, fields)
+                cfg["seed"] = seed
+                param = sw["parameter"]
+                if param is not None:
+                    if param.split(".")[0] in PROFILE_SECTIONS:
+                        cfg["profile_overrides"] = _merge(cfg.get("profile_overrides", {}), _nested(param, value))
+                    else:
+                        cfg[param] = value
+                spec = {"study": s["name"], "label": variant["label"], "parameter": param, "value": value,
+                        "seed": seed, "config": cfg, "train_cases": s.get("train_cases"),
+                        "test_cases": s.get("test_cases"), "drift": study.get("drift")}
+                specs.append(spec)
+    return specs
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """Hash of a run's full specification (its identity in the results folder)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _config_of(spec: dict[str, Any]):
+    from ffsim.ff import FFConfig
+
+    cfg_fields = dict(spec["config"])
+    if "layers" in cfg_fields:
+        cfg_fields["layers"] = tuple(cfg_fields["layers"])
+    cfg = FFConfig(**cfg_fields)
+    cfg.hardware()  # validate the profile with its overrides
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# one run (executed on a worker)
+
+
+def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """Train one run (resuming its own checkpoint if a previous attempt died) and store its summary."""
+    from ffsim.ff.trainer import _load_checkpoint, build_model, train
+
+    key = spec_key(spec)
+    out = Path(out_dir)
+    cfg = _config_of(spec)
+    run_dir = out / "runs" / key
+    res = train(cfg, run_dir, resume=True, progress=False, train_cases=spec.get("train_cases"),
+                test_cases=spec.get("test_cases"), log=lambda m: None)
+    last = res["history"][-1]
+    summary = {"key": key, "spec": spec, "profile_hash": res["profile_hash"],
+               "test_error_softmax": last.get("test_error_softmax"),
+               "test_error_goodness": last.get("test_error_goodness"),
+               "train_energy_J_per_sample": last.get("train_energy_J_per_sample"),
+               "inference_energy_J_per_image_softmax": last.get("inference_energy_J_per_image_softmax"),
+               "train_time_s": sum(h.get("train_time_s", 0.0) for h in res["history"])}
+    drift = spec.get("drift")
+    if drift:
+        from ffsim.data import load_dataset
+
+        model = build_model(cfg, 784, 10)
+        _load_checkpoint(run_dir, model)
+        chips = [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
+        _, _, x_te, y_te = load_dataset("mnist").arrays(None, spec.get("test_cases"))
+        t = 0.0
+        rows = []
+        for t_eval in sorted(drift.get("times_s", [])):
+            for chip in chips:
+                chip.advance(t_eval - t, compensate=False)
+            t = t_eval
+            row = {"time_s": t_eval, "error": model.evaluate(x_te, y_te, which=("softmax",))["error_softmax"]}
+            if chips and drift.get("compensate", True) and chips[0].profile.device.drift.model != "none":
+                for chip in chips:
+                    chip.advance(0.0, compensate=True)
+                row["error_compensated"] = model.evaluate(x_te, y_te, which=("softmax",))["error_softmax"]
+            rows.append(row)
+        summary["drift"] = rows
+    write_json_atomic(out / "runs" / f"{key}.json", summary)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+
+
+def run_sweep(study_path: str | os.PathLike, out: str | os.PathLike, *, scheduler: str | None = None,
+              n_workers: int | None = None, progress: bool = True, runner=None, log=print) -> list[dict]:
+    """Run every missing run of a study on dask.distributed; returns all stored summaries."""
+    from distributed import Client, LocalCluster, as_completed
+
+    study = load_study(study_path)
+    out = Path(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "study.json", {k: v for k, v in study.items() if not k.startswith("_")})
+    specs = {spec_key(s): s for s in expand_study(study)}
+    todo = {k: s for k, s in specs.items() if not (out / "runs" / f"{k}.json").is_file()}
+    log(f"{len(specs)} runs, {len(specs) - len(todo)} already stored, {len(todo)} to run")
+    if todo:
+        import dask
+
+        runner = runner or run_one
+        if scheduler:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            workers = n_workers or max(1, os.cpu_count() or 1)
+            per_worker = max(1, (os.cpu_count() or 1) // workers)
+            env = {"NUMBA_NUM_THREADS": str(per_worker), "OMP_NUM_THREADS": str(per_worker),
+                   "OPENBLAS_NUM_THREADS": str(per_worker), "OMP_WAIT_POLICY": "PASSIVE"}
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                                  "distributed.scheduler.allowed-failures": 3}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+            client = Client(cluster)
+        try:
+            futures = [client.submit(runner, s, str(out), key=f"ffsim-{k}", pure=False, retries=2)
+                       for k, s in todo.items()]
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(futures), desc=study["study"]["name"], unit="run")
+            failures = []
+            for fut in as_completed(futures):
+                try:
+                    fut.result()
+                except Exception as exc:  # noqa: BLE001  (a failed run is reported, the others go on)
+                    failures.append(f"{fut.key}: {type(exc).__name__}: {exc}")
+                if bar:
+                    bar.update(1)
+            if bar:
+                bar.close()
+            if failures:
+                log("failed runs:\n  " + "\n  ".join(failures))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return stored_runs(out)
+
+
+def stored_runs(out: str | os.PathLike) -> list[dict]:
+    runs = []
+    for p in sorted((Path(out) / "runs").glob("*.json")):
+        with open(p) as fh:
+            runs.append(json.load(fh))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# reports
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def report(out: str | os.PathLike, metric: str = "test_error_softmax") -> dict[str, Any]:
+    """Tables (CSV, markdown) and a plot of ``metric`` against the swept value, per method, over seeds."""
+    out = Path(out)
+    runs = stored_runs(out)
+    if not runs:
+        raise ValueError(f"{out}: no stored runs to report")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        s = r["spec"]
+        groups.setdefault((s["label"], json.dumps(s["value"])), []).append(r)
+    rows = []
+    for (label, value), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        m, sd, n = _stats([r.get(metric) for r in rs])
+        e, _, _ = _stats([r.get("train_energy_J_per_sample") for r in rs])
+        rows.append({"method": label, "parameter": rs[0]["spec"]["parameter"], "value": json.loads(value),
+                     f"{metric}_mean": m, f"{metric}_std": sd, "seeds": n, "train_energy_J_per_sample": e})
+    write_csv_atomic(out / "report.csv", rows)
+    param = rows[0]["parameter"] or "(none)"
+    lines = [f"| method | {param} | {metric} (mean ± std over seeds) | seeds | energy / training sample |",
+             "|---|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['value']} | {100 * r[f'{metric}_mean']:.2f} ± "
+                     f"{100 * r[f'{metric}_std']:.2f} % | {r['seeds']} | {r['train_energy_J_per_sample']:.3g} J |")
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    _plot(out, rows, metric, param)
+    return {"rows": rows, "markdown": "\n".join(lines)}
+
+
+def _plot(out: Path, rows: list[dict], metric: str, param: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    methods = sorted({r["method"] for r in rows})
+    numeric = all(isinstance(r["value"], int | float) for r in rows)
+    cats = sorted({json.dumps(r["value"]) for r in rows})
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        xs = [r["value"] if numeric else cats.index(json.dumps(r["value"])) for r in rs]
+        order = np.argsort(xs)
+        ax.errorbar(np.array(xs)[order], 100 * np.array([r[f"{metric}_mean"] for r in rs])[order],
+                    yerr=100 * np.array([r[f"{metric}_std"] for r in rs])[order], marker="o", capsize=3, label=m)
+    if not numeric:
+        ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=7)
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(out / "report.png", buf.getvalue())

@@ -1,0 +1,130 @@
+"""Sweeps on dask.distributed: grid expansion, bad study files, resume, a killed worker's run retried."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ffsim.experiments.sweep import expand_study, load_study, report, run_one, run_sweep, spec_key
+
+STUDY = """
+[study]
+name = "tiny"
+seeds = [0]
+train_cases = 200
+test_cases = 60
+
+[base]
+profile = "ecram"
+layers = [12, 12]
+epochs = 1
+batch_size = 50
+eval_train_cases = 0
+
+[[variants]]
+label = "FF in-situ"
+model = "ff"
+mode = "insitu"
+
+[sweep]
+parameter = "adc.bits"
+values = [6, 9]
+"""
+
+
+def _write(tmp_path: Path, text: str = STUDY, name: str = "study.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_expansion_keys_and_overrides(tmp_path):
+    text = STUDY.replace("seeds = [0]", "seeds = [0, 1, 2]") + """
+[[variants]]
+label = "BP model"
+model = "bp"
+mode = "model"
+"""
+    study = load_study(_write(tmp_path, text))
+    specs = expand_study(study)
+    assert len(specs) == 2 * 2 * 3  # variants x values x seeds
+    keys = {spec_key(s) for s in specs}
+    assert len(keys) == len(specs)
+    assert spec_key(specs[0]) == spec_key(json.loads(json.dumps(specs[0])))  # stable under a JSON round trip
+    s = specs[0]
+    assert s["config"]["profile_overrides"] == {"adc": {"bits": 6}}
+    assert s["config"]["seed"] == 0 and s["config"]["profile"] == "ecram"
+    lr_study = load_study(_write(tmp_path, STUDY.replace('parameter = "adc.bits"', 'parameter = "lr"')
+                                 .replace("values = [6, 9]", "values = [0.001, 0.003]"), "lr.toml"))
+    assert expand_study(lr_study)[1]["config"]["lr"] == 0.003
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[sweep]", "[sweeps]"), "unknown sections ['sweeps']"),
+    (('name = "tiny"', ""), "[study] name is required"),
+    (("seeds = [0]", "seeds = [0.5]"), "seeds must be a non-empty list of integers"),
+    (("values = [6, 9]", "values = []"), "[sweep] needs parameter"),
+    (("epochs = 1", "epochs = 0"), "epochs = 0: must be >= 1"),
+    (("values = [6, 9]", "values = [6, 1]"), "adc.bits = 1"),
+    (('parameter = "adc.bits"', 'parameter = "adc.bitz"'), "did you mean 'bits'"),
+])
+def test_bad_study_files_name_the_problem(tmp_path, edit, message):
+    with pytest.raises((ValueError,), match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load_study(_write(tmp_path, STUDY.replace(*edit)))
+
+
+def _die_once(spec, out_dir):
+    """A runner whose worker process dies the first time it starts the adc.bits = 6 run."""
+    marker = Path(out_dir) / f"died-{spec_key(spec)}"
+    if spec["value"] == 6 and not marker.exists():
+        marker.write_text("dying")
+        os._exit(1)
+    return run_one(spec, out_dir)
+
+
+@pytest.mark.slow
+def test_sweep_survives_a_killed_worker_and_resumes(tmp_path):
+    study = _write(tmp_path)
+    out = tmp_path / "out"
+    logs = []
+    runs = run_sweep(study, out, n_workers=2, progress=False, runner=_die_once, log=logs.append)
+    assert len(runs) == 2
+    died = list(out.glob("died-*"))
+    assert len(died) == 1  # the worker running adc.bits = 6 was killed once ...
+    files = sorted((out / "runs").glob("*.json"))
+    assert len(files) == 2  # ... and its run was retried and stored exactly once
+    for r in runs:
+        assert 0 <= r["test_error_softmax"] <= 1 and r["spec"]["value"] in (6, 9)
+    # an interrupted sweep: drop one stored result, run again; only that run is redone
+    keep, drop = files
+    stamp = keep.stat().st_mtime_ns
+    drop.unlink()
+    logs.clear()
+    runs2 = run_sweep(study, out, n_workers=1, progress=False, log=logs.append)
+    assert "2 runs, 1 already stored, 1 to run" in logs[0]
+    assert keep.stat().st_mtime_ns == stamp
+    assert len(runs2) == 2 and len(list((out / "runs").glob("*.json"))) == 2
+    assert {r["key"] for r in runs2} == {r["key"] for r in runs}
+    logs.clear()
+    run_sweep(study, out, n_workers=1, progress=False, log=logs.append)
+    assert "2 already stored, 0 to run" in logs[0]
+
+
+def test_report_means_and_stds(tmp_path):
+    out = tmp_path / "rep"
+    (out / "runs").mkdir(parents=True)
+    for k, (label, value, err) in enumerate([("A", 1, 0.10), ("A", 1, 0.20), ("A", 2, 0.30), ("B", 1, 0.05)]):
+        spec = {"label": label, "parameter": "x", "value": value, "seed": k}
+        (out / "runs" / f"r{k}.json").write_text(json.dumps({"key": f"r{k}", "spec": spec, "test_error_softmax": err,
+                                                              "train_energy_J_per_sample": 1e-6}))
+    rep = report(out)
+    a1 = next(r for r in rep["rows"] if r["method"] == "A" and r["value"] == 1)
+    assert a1["test_error_softmax_mean"] == pytest.approx(0.15)
+    assert a1["test_error_softmax_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert a1["seeds"] == 2
+    assert (out / "report.md").read_text().count("\n") == 2 + 3
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "report.csv").is_file()
