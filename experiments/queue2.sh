@@ -11,3 +11,4 @@ bash experiments/ff_mnist.sh ideal-4x2000
 bash experiments/mortal.sh sizes
 bash experiments/ff_mnist.sh unsup-4x2000
 bash experiments/ff_mnist.sh recurrent
+bash experiments/bp_anchors.sh
