@@ -12,19 +12,13 @@ from numba import njit, prange
 
 from ffsim.devices.rng import normals32_fill
 
-__all__ = ["adc_accumulate", "dac_convert", "quantize_signed", "zeros_like_view"]
+__all__ = ["adc_accumulate", "dac_convert", "zeros_like_view"]
 
 
 def zeros_like_view(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     """A read-as-zero array of any shape that occupies one element of memory."""
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape),
                                            writeable=True)
-
-
-@njit(inline="always", cache=True, error_model="numpy")
-def quantize_signed(v, levels_per_side):
-    """Round ``v`` (in [-1, 1]) to the nearest of ``2*levels_per_side + 1`` evenly spaced levels."""
-    return np.float32(np.rint(v * levels_per_side) / levels_per_side)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

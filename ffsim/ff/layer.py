@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffsim.ff.goodness import default_threshold, goodness, goodness_grad, log_sigmoid_loss, normalize, sigmoid
+from ffsim.ff.goodness import default_threshold, goodness, goodness_grad, log_sigmoid_loss, sigmoid
 
 __all__ = ["FFLayer", "SoftmaxHead", "softmax"]
 
@@ -121,6 +121,3 @@ class SoftmaxHead:
             self.W[k][...] = d[f"W{k}"]
             self.grad[k][...] = d[f"grad{k}"]
 
-
-def normalized(a: np.ndarray, kind: str) -> np.ndarray:
-    return normalize(a, kind)
