@@ -128,3 +128,19 @@ def test_report_means_and_stds(tmp_path):
     assert (out / "report.md").read_text().count("\n") == 2 + 3
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "report.csv").is_file()
+
+
+def test_report_tabulates_drift(tmp_path):
+    out = tmp_path / "drift"
+    (out / "runs").mkdir(parents=True)
+    for seed, errs in enumerate([(0.10, 0.30, 0.12), (0.12, 0.34, 0.14)]):
+        spec = {"label": "FF", "parameter": None, "value": None, "seed": seed}
+        drift = [{"time_s": 1.0, "error": errs[0], "error_compensated": errs[0]},
+                 {"time_s": 31536000.0, "error": errs[1], "error_compensated": errs[2]}]
+        (out / "runs" / f"r{seed}.json").write_text(json.dumps({"key": f"r{seed}", "spec": spec, "drift": drift,
+                                                                 "test_error_softmax": errs[0]}))
+    rep = report(out)
+    year = next(r for r in rep["drift_rows"] if r["time_s"] == 31536000.0)
+    assert year["error_mean"] == pytest.approx(0.32) and year["error_compensated_mean"] == pytest.approx(0.13)
+    assert year["seeds"] == 2
+    assert "1 y" in rep["markdown"] and (out / "report_drift.png").is_file()

@@ -300,9 +300,69 @@ def report(out: str | os.PathLike, metric: str = "test_error_softmax") -> dict[s
     for r in rows:
         lines.append(f"| {r['method']} | {r['value']} | {100 * r[f'{metric}_mean']:.2f} ± "
                      f"{100 * r[f'{metric}_std']:.2f} % | {r['seeds']} | {r['train_energy_J_per_sample']:.3g} J |")
+    drift_rows = _drift_table(runs)
+    if drift_rows:
+        lines += ["", "| method | time after training | error, no compensation | error, global drift compensation "
+                  "| seeds |", "|---|---:|---|---|---:|"]
+        for r in drift_rows:
+            comp = (f"{100 * r['error_compensated_mean']:.2f} ± {100 * r['error_compensated_std']:.2f} %"
+                    if r["error_compensated_mean"] == r["error_compensated_mean"] else "—")
+            lines.append(f"| {r['method']} | {_fmt_time(r['time_s'])} | {100 * r['error_mean']:.2f} ± "
+                         f"{100 * r['error_std']:.2f} % | {comp} | {r['seeds']} |")
+        write_csv_atomic(out / "report_drift.csv", drift_rows)
+        _plot_drift(out, drift_rows)
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     _plot(out, rows, metric, param)
-    return {"rows": rows, "markdown": "\n".join(lines)}
+    return {"rows": rows, "drift_rows": drift_rows, "markdown": "\n".join(lines)}
+
+
+def _fmt_time(t: float) -> str:
+    for unit, sec in (("y", 365 * 86400.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if t >= sec:
+            return f"{t / sec:g} {unit}"
+    return f"{t:g} s"
+
+
+def _drift_table(runs: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        for d in r.get("drift") or []:
+            groups.setdefault((r["spec"]["label"], d["time_s"]), []).append(d)
+    rows = []
+    for (label, t), ds in sorted(groups.items()):
+        m, sd, n = _stats([d["error"] for d in ds])
+        mc, sdc, _ = _stats([d.get("error_compensated") for d in ds])
+        rows.append({"method": label, "time_s": t, "error_mean": m, "error_std": sd, "error_compensated_mean": mc,
+                     "error_compensated_std": sdc, "seeds": n})
+    return rows
+
+
+def _plot_drift(out: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for m in sorted({r["method"] for r in rows}):
+        rs = [r for r in rows if r["method"] == m]
+        t = [r["time_s"] for r in rs]
+        ax.errorbar(t, [100 * r["error_mean"] for r in rs], yerr=[100 * r["error_std"] for r in rs], marker="o",
+                    capsize=3, label=f"{m}, no compensation")
+        if any(r["error_compensated_mean"] == r["error_compensated_mean"] for r in rs):
+            ax.errorbar(t, [100 * r["error_compensated_mean"] for r in rs],
+                        yerr=[100 * r["error_compensated_std"] for r in rs], marker="s", ls="--", capsize=3,
+                        label=f"{m}, compensated")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after training (s)")
+    ax.set_ylabel("test error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(out / "report_drift.png", buf.getvalue())
 
 
 def _plot(out: Path, rows: list[dict], metric: str, param: str) -> None:
