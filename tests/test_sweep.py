@@ -66,7 +66,12 @@ mode = "model"
     (("[sweep]", "[sweeps]"), "unknown sections ['sweeps']"),
     (('name = "tiny"', ""), "[study] name is required"),
     (("seeds = [0]", "seeds = [0.5]"), "seeds must be a non-empty list of integers"),
-    (("values = [6, 9]", "values = []"), "[sweep] needs parameter"),
+    (("values = [6, 9]", "values = []"), "[sweep] values must be a non-empty list"),
+    (('parameter = "adc.bits"', 'parameter = "adc.bits"\nparameters = ["dac.bits"]'), "either parameter"),
+    (('parameter = "adc.bits"', 'parameters = ["adc.bits", "dac.bits"]'), "values[0] must be a list of 2 values"),
+    (('parameter = "adc.bits"', 'parameter = "adc.bits"\naxis = "s"'), "axis and axis_values belong to joint"),
+    (('parameter = "adc.bits"\nvalues = [6, 9]', 'parameters = ["adc.bits"]\nvalues = [[6], [9]]\naxis_values = [1]'),
+     "axis_values must be 2 numbers"),
     (("epochs = 1", "epochs = 0"), "epochs = 0: must be >= 1"),
     (("values = [6, 9]", "values = [6, 1]"), "adc.bits = 1"),
     (('parameter = "adc.bits"', 'parameter = "adc.bitz"'), "did you mean 'bits'"),
@@ -74,6 +79,36 @@ mode = "model"
 def test_bad_study_files_name_the_problem(tmp_path, edit, message):
     with pytest.raises((ValueError,), match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         load_study(_write(tmp_path, STUDY.replace(*edit)))
+
+
+JOINT = STUDY.replace('parameter = "adc.bits"\nvalues = [6, 9]', """\
+parameters = ["adc.bits", "device.variation.g_max_rel_std"]
+values = [[9, 0.0], [6, 0.2]]
+axis = "severity"
+axis_values = [0, 1]""")
+
+
+def test_joint_sweep_sets_every_parameter_of_a_point(tmp_path):
+    specs = expand_study(load_study(_write(tmp_path, JOINT)))
+    assert len(specs) == 2
+    hi = next(s for s in specs if s["x"] == 1)
+    assert hi["config"]["profile_overrides"] == {"adc": {"bits": 6}, "device": {"variation": {"g_max_rel_std": 0.2}}}
+    assert hi["axis"] == "severity" and hi["value"] == [6, 0.2]
+    # single-parameter specs carry no axis fields, so their keys (and stored runs) are unchanged
+    assert "x" not in expand_study(load_study(_write(tmp_path, STUDY, "single.toml")))[0]
+
+
+def test_report_of_a_joint_sweep_uses_the_axis(tmp_path):
+    out = tmp_path / "joint"
+    (out / "runs").mkdir(parents=True)
+    for k, (x, err) in enumerate([(0, 0.1), (0, 0.3), (2, 0.5)]):
+        spec = {"label": "A", "parameter": ["p", "q"], "value": [x, 2 * x], "axis": "severity", "x": x, "seed": k}
+        (out / "runs" / f"r{k}.json").write_text(json.dumps({"key": f"r{k}", "spec": spec, "test_error_softmax": err,
+                                                              "train_energy_J_per_sample": 1e-6}))
+    rep = report(out)
+    assert [(r["value"], r["seeds"]) for r in rep["rows"]] == [(0, 2), (2, 1)]
+    assert rep["rows"][0]["test_error_softmax_mean"] == pytest.approx(0.2)
+    assert rep["markdown"].startswith("| method | severity |")
 
 
 def _die_once(spec, out_dir):

@@ -22,6 +22,15 @@ A study file (TOML) names the shared settings, the methods compared, one swept q
     parameter = "device.read_noise.q_coeff"
     values = [0.0, 0.0044, 0.0088, 0.0176]
 
+A joint sweep moves several quantities together, one row of ``values`` per point, plotted against an
+optional named axis::
+
+    [sweep]
+    parameters = ["device.read_noise.q_coeff", "device.variation.g_max_rel_std"]
+    values = [[0.0, 0.0], [0.0088, 0.1], [0.0176, 0.2]]
+    axis = "severity (x pcm)"
+    axis_values = [0, 1, 2]
+
     [drift]                      # optional: after training, evaluate again at these times (s)
     times_s = [1, 3600, 86400, 31536000]
 
@@ -80,14 +89,62 @@ def load_study(path: str | os.PathLike) -> dict[str, Any]:
         if "label" not in v:
             raise ValueError(f"{path}: [[variants]] entry {k + 1} needs a label")
     sw = study.get("sweep")
-    if sw is not None and (not isinstance(sw.get("parameter"), str) or not isinstance(sw.get("values"), list)
-                           or not sw["values"]):
-        raise ValueError(f"{path}: [sweep] needs parameter (a string) and values (a non-empty list)")
+    if sw is not None:
+        _check_sweep(path, sw)
     study["_path"] = str(path)
     # build every configuration once now, so that a bad field fails before any run starts
     for spec in expand_study(study):
         _config_of(spec)
     return study
+
+
+def _check_sweep(path: Path, sw: dict[str, Any]) -> None:
+    values = sw.get("values")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{path}: [sweep] values must be a non-empty list (got {values!r})")
+    unknown = sorted(set(sw) - {"parameter", "parameters", "values", "axis", "axis_values"})
+    if unknown:
+        raise ValueError(f"{path}: [sweep] unknown keys {unknown} "
+                         "(allowed: parameter, parameters, values, axis, axis_values)")
+    if ("parameter" in sw) == ("parameters" in sw):
+        raise ValueError(f"{path}: [sweep] needs either parameter (one quantity) or parameters (a joint sweep)")
+    if "parameter" in sw:
+        if not isinstance(sw["parameter"], str):
+            raise ValueError(f"{path}: [sweep] parameter must be a string (got {sw['parameter']!r})")
+        if "axis" in sw or "axis_values" in sw:
+            raise ValueError(f"{path}: [sweep] axis and axis_values belong to joint sweeps (parameters = [...])")
+        return
+    params = sw["parameters"]
+    if not (isinstance(params, list) and params and all(isinstance(p, str) for p in params)):
+        raise ValueError(f"{path}: [sweep] parameters must be a non-empty list of strings (got {params!r})")
+    for k, row in enumerate(values):
+        if not (isinstance(row, list) and len(row) == len(params)):
+            raise ValueError(f"{path}: [sweep] values[{k}] must be a list of {len(params)} values, one per "
+                             f"parameter (got {row!r})")
+    xs = sw.get("axis_values")
+    if xs is not None and not (isinstance(xs, list) and len(xs) == len(values)
+                               and all(isinstance(x, int | float) for x in xs)):
+        raise ValueError(f"{path}: [sweep] axis_values must be {len(values)} numbers, one per row of values "
+                         f"(got {xs!r})")
+
+
+def _sweep_points(sw: dict[str, Any] | None) -> list[tuple[Any, Any, dict[str, Any]]]:
+    """(parameter field of the spec, value field of the spec, extra spec fields) for every point."""
+    if sw is None:
+        return [(None, None, {})]
+    if "parameter" in sw:
+        return [(sw["parameter"], v, {}) for v in sw["values"]]
+    xs = sw.get("axis_values") or list(range(len(sw["values"])))
+    axis = sw.get("axis", " + ".join(sw["parameters"]))
+    return [(list(sw["parameters"]), list(row), {"axis": axis, "x": x})
+            for row, x in zip(sw["values"], xs, strict=True)]
+
+
+def _apply(cfg: dict[str, Any], param: str, value: Any) -> None:
+    if param.split(".")[0] in PROFILE_SECTIONS:
+        cfg["profile_overrides"] = _merge(cfg.get("profile_overrides", {}), _nested(param, value))
+    else:
+        cfg[param] = value
 
 
 def _nested(path: str, value: Any) -> dict[str, Any]:
@@ -114,23 +171,21 @@ def expand_study(study: dict[str, Any]) -> list[dict[str, Any]]:
     """Every run of a study: variants × swept values × seeds, each a JSON-able specification."""
     s = study.get("study", {})
     base = dict(study.get("base", {}))
-    sw = study.get("sweep") or {"parameter": None, "values": [None]}
     specs = []
     for variant in study.get("variants") or [{"label": "run"}]:
         fields = {k: v for k, v in variant.items() if k != "label"}
-        for value in sw["values"]:
+        for param, value, extra in _sweep_points(study.get("sweep")):
             for seed in s.get("seeds", [0]):
                 cfg = _merge(base, fields)
                 cfg["seed"] = seed
-                param = sw["parameter"]
-                if param is not None:
-                    if param.split(".")[0] in PROFILE_SECTIONS:
-                        cfg["profile_overrides"] = _merge(cfg.get("profile_overrides", {}), _nested(param, value))
-                    else:
-                        cfg[param] = value
+                if isinstance(param, list):
+                    for p, v in zip(param, value, strict=True):
+                        _apply(cfg, p, v)
+                elif param is not None:
+                    _apply(cfg, param, value)
                 spec = {"study": s["name"], "label": variant["label"], "parameter": param, "value": value,
                         "seed": seed, "config": cfg, "train_cases": s.get("train_cases"),
-                        "test_cases": s.get("test_cases"), "drift": study.get("drift")}
+                        "test_cases": s.get("test_cases"), "drift": study.get("drift"), **extra}
                 specs.append(spec)
     return specs
 
@@ -286,12 +341,14 @@ def report(out: str | os.PathLike, metric: str = "test_error_softmax") -> dict[s
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         s = r["spec"]
-        groups.setdefault((s["label"], json.dumps(s["value"])), []).append(r)
+        groups.setdefault((s["label"], json.dumps(s.get("x", s["value"]))), []).append(r)
     rows = []
     for (label, value), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         m, sd, n = _stats([r.get(metric) for r in rs])
         e, _, _ = _stats([r.get("train_energy_J_per_sample") for r in rs])
-        rows.append({"method": label, "parameter": rs[0]["spec"]["parameter"], "value": json.loads(value),
+        spec0 = rs[0]["spec"]
+        param = spec0.get("axis", spec0["parameter"])
+        rows.append({"method": label, "parameter": param, "value": json.loads(value),
                      f"{metric}_mean": m, f"{metric}_std": sd, "seeds": n, "train_energy_J_per_sample": e})
     write_csv_atomic(out / "report.csv", rows)
     param = rows[0]["parameter"] or "(none)"
