@@ -146,6 +146,34 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from ffsim.experiments.drift import drift_run
+
+    try:
+        times = [float(v) for v in args.times.split(",")]
+    except ValueError:
+        raise ValueError(f"--times must be comma-separated seconds (got {args.times!r})") from None
+    which = tuple(w for w in args.which.split(",") if w)
+    bad = [w for w in which if w not in ("softmax", "goodness")]
+    if bad or not which:
+        raise ValueError(f"--which must name softmax and/or goodness (got {args.which!r})")
+    res = drift_run(args.run, times, compensate=not args.no_compensation, which=which, test_cases=args.test_cases)
+    head = " | ".join(f"{w}: no compensation" + ("" if args.no_compensation else f" | {w}: compensated")
+                      for w in which)
+    print(f"| time after training (s) | {head} |")
+    print("|---:|" + "---:|" * (len(which) * (1 if args.no_compensation else 2)))
+    for r in res["rows"]:
+        cells = []
+        for w in which:
+            cells.append(f"{100 * r[f'error_{w}']:.2f} %")
+            if not args.no_compensation:
+                c = r.get(f"error_{w}_compensated")
+                cells.append("—" if c is None else f"{100 * c:.2f} %")
+        print(f"| {r['time_s']:g} | " + " | ".join(cells) + " |")
+    print(f"results: {Path(args.run) / 'drift.json'}, {Path(args.run) / 'drift.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ffsim", description="Forward-Forward on simulated analog chips.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("drift", help="test error of a trained run as its chips drift after training")
+    p.add_argument("run", help="a finished 'ffsim train' folder (results.json and checkpoint)")
+    p.add_argument("--times", default="1,60,3600,86400,2592000,31536000",
+                   help="seconds after training, comma-separated (default: 1 s, 1 min, 1 h, 1 d, 30 d, 1 y)")
+    p.add_argument("--which", default="softmax", help="evaluations: softmax, goodness or softmax,goodness")
+    p.add_argument("--no-compensation", action="store_true", help="skip the global drift compensation column")
+    p.add_argument("--test-cases", type=int, help="evaluate on the first N test images (default: all)")
+    p.set_defaults(func=_cmd_drift)
 
     p = sub.add_parser("sweep", help="run a study (a grid of FF/BP runs) on dask.distributed; resumable")
     p.add_argument("study", help="study file (TOML), e.g. experiments/studies/pcm-read-noise.toml")

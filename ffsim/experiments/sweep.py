@@ -231,24 +231,15 @@ def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
     drift = spec.get("drift")
     if drift:
         from ffsim.data import load_dataset
+        from ffsim.experiments.drift import drift_curve
 
         model = build_model(cfg, 784, 10)
         _load_checkpoint(run_dir, model)
-        chips = [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
-        _, _, x_te, y_te = load_dataset("mnist").arrays(None, spec.get("test_cases"))
-        t = 0.0
-        rows = []
-        for t_eval in sorted(drift.get("times_s", [])):
-            for chip in chips:
-                chip.advance(t_eval - t, compensate=False)
-            t = t_eval
-            row = {"time_s": t_eval, "error": model.evaluate(x_te, y_te, which=("softmax",))["error_softmax"]}
-            if chips and drift.get("compensate", True) and chips[0].profile.device.drift.model != "none":
-                for chip in chips:
-                    chip.advance(0.0, compensate=True)
-                row["error_compensated"] = model.evaluate(x_te, y_te, which=("softmax",))["error_softmax"]
-            rows.append(row)
-        summary["drift"] = rows
+        _, _, x_te, y_te = load_dataset("mnist").arrays(1, spec.get("test_cases"))
+        rows = drift_curve(model, x_te, y_te, drift.get("times_s", []), compensate=drift.get("compensate", True))
+        summary["drift"] = [{"time_s": r["time_s"], "error": r["error_softmax"],
+                             **({"error_compensated": r["error_softmax_compensated"]}
+                                if "error_softmax_compensated" in r else {})} for r in rows]
     write_json_atomic(out / "runs" / f"{key}.json", summary)
     return summary
 

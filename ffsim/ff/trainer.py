@@ -89,6 +89,22 @@ def _load_checkpoint(out: Path, model) -> dict[str, Any]:
     return state
 
 
+def load_run(run_dir: str | os.PathLike, in_features: int = 784, num_classes: int = 10):
+    """A finished ``ffsim train`` folder: its configuration, the model with its chips as they were at the end
+    of training, and the stored results (``in_features``/``num_classes``: those of the run's dataset)."""
+    run_dir = Path(run_dir)
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir}: no results.json (not a finished 'ffsim train' folder)") from None
+    if not (run_dir / "checkpoint.json").is_file() or not (run_dir / "checkpoint.npz").is_file():
+        raise ValueError(f"{run_dir}: no checkpoint.json/checkpoint.npz (the trained chips are not stored)")
+    cfg = FFConfig.from_dict(results["config"])
+    model = build_model(cfg, in_features, num_classes)
+    _load_checkpoint(run_dir, model)
+    return cfg, model, results
+
+
 def _energy(ops, profile) -> dict[str, float]:
     e = ops.energy_J(profile.cost)
     t = ops.latency_s(profile.cost)

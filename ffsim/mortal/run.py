@@ -11,7 +11,6 @@ read-back weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import ffsim
 from ffsim.crossbar import OpCounter
 from ffsim.data import load_dataset
 from ffsim.ff.config import FFConfig
-from ffsim.ff.trainer import _load_checkpoint, build_model, train
+from ffsim.ff.trainer import build_model, load_run, train
 from ffsim.io import write_json_atomic
 from ffsim.mortal.transfer import (
     TeacherOracle,
@@ -62,10 +61,7 @@ def _energy(ops: OpCounter, profile) -> dict[str, float]:
 
 
 def _load_teacher(run_dir: Path):
-    res = json.loads((run_dir / "results.json").read_text())
-    cfg = FFConfig.from_dict(res["config"])
-    model = build_model(cfg, 784, 10)
-    _load_checkpoint(run_dir, model)
+    cfg, model, _ = load_run(run_dir)
     return cfg, model
 
 
