@@ -179,3 +179,13 @@ def test_report_tabulates_drift(tmp_path):
     assert year["error_mean"] == pytest.approx(0.32) and year["error_compensated_mean"] == pytest.approx(0.13)
     assert year["seeds"] == 2
     assert "1 y" in rep["markdown"] and (out / "report_drift.png").is_file()
+
+
+def test_report_orders_values_numerically_with_ideal_zero_last(tmp_path):
+    out = tmp_path / "order"
+    (out / "runs").mkdir(parents=True)
+    for k, v in enumerate([16, 0, 4, 64]):
+        spec = {"label": "A", "parameter": "adc.bits", "value": v, "seed": 0}
+        (out / "runs" / f"r{k}.json").write_text(json.dumps({"key": f"r{k}", "spec": spec, "test_error_softmax": 0.1,
+                                                              "train_energy_J_per_sample": 1e-6}))
+    assert [r["value"] for r in report(out)["rows"]] == [4, 16, 64, 0]

@@ -58,6 +58,8 @@ from ffsim.io import write_bytes_atomic, write_csv_atomic, write_json_atomic, wr
 __all__ = ["expand_study", "load_study", "report", "run_one", "run_sweep", "spec_key"]
 
 YEAR_S = 365 * 86400.0
+# swept quantities whose value 0 means "ideal" (continuous levels, an ideal converter): tabulated last
+ZERO_MEANS_IDEAL = ("adc.bits", "dac.bits", "device.levels")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +336,14 @@ def report(out: str | os.PathLike, metric: str = "test_error_softmax") -> dict[s
         s = r["spec"]
         groups.setdefault((s["label"], json.dumps(s.get("x", s["value"]))), []).append(r)
     rows = []
-    for (label, value), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+    def order(kv):  # by method, then numerically (numbers first, 0 = "ideal/continuous" last), then by text
+        v = json.loads(kv[0][1])
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return (kv[0][0], 0, math.inf if v == 0 and kv[1][0]["spec"].get("parameter") in ZERO_MEANS_IDEAL
+                    else v, "")
+        return (kv[0][0], 1, 0.0, kv[0][1])
+
+    for (label, value), rs in sorted(groups.items(), key=order):
         m, sd, n = _stats([r.get(metric) for r in rs])
         e, _, _ = _stats([r.get("train_energy_J_per_sample") for r in rs])
         spec0 = rs[0]["spec"]

@@ -91,7 +91,7 @@ class LayerResponse:
         Length of one presentation's slot, seconds (a whole number of time steps).
     parallel
         Copies of the layer simulated side by side.
-    merged_input_spikes
+    dropped_input_spikes
         Input spikes dropped because the same input already spiked in the same time step of the same
         presentation (a synapse then transmits one event per step).
     wall_s
@@ -102,7 +102,7 @@ class LayerResponse:
     spikes: SpikeTrains
     slot_s: float
     parallel: int
-    merged_input_spikes: int
+    dropped_input_spikes: int
     wall_s: float
 
     @property
@@ -252,7 +252,7 @@ class CoincidenceLayer:
         src = copy * self.n_in + trains.input
         step = slot * slot_steps + np.rint(trains.time_s / self.dt_s).astype(np.int64)
         key = np.unique(step * (P * self.n_in) + src)
-        merged = len(trains) - key.size
+        dropped = len(trains) - key.size
         step, src = np.divmod(key, P * self.n_in)
         # rows padded to a power of two: compiled code depends on the table's shape, so few shapes, few compiles
         rows = 1 << max(n_slots - 1, 0).bit_length()
@@ -266,7 +266,7 @@ class CoincidenceLayer:
         keep = sample_out < n
         spikes = SpikeTrains(sample_out[keep], (i_out % self.n_out)[keep], local[keep] * self.dt_s, n,
                              self.n_out, slot_s)
-        return LayerResponse(spikes.counts(), spikes, slot_s, P, int(merged), wall)
+        return LayerResponse(spikes.counts(), spikes, slot_s, P, int(dropped), wall)
 
     def _simulate(self, src: np.ndarray, step: np.ndarray, P: int, n_slots: int, slot_steps: int,
                   gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

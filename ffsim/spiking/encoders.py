@@ -22,7 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SpikeTrains", "latency_encode", "rate_encode"]
+__all__ = ["JITTER_TAIL", "SpikeTrains", "latency_encode", "rate_encode"]
+
+JITTER_TAIL = 5.0
+"""A latency code's presentation lasts ``window_s + JITTER_TAIL * jitter_s``."""
 
 
 def _finite_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -159,7 +162,7 @@ def latency_encode(x: np.ndarray, window_s: float, *, jitter_s: float = 0.0, thr
         ``(1 - x) * window_s``.  It is also the presentation's ``duration_s``.
     jitter_s
         Standard deviation of Gaussian timing jitter, seconds (0: exact times).  Jittered times are
-        clipped to the encoding window ``[0, window_s]``.
+        clipped to ``[0, duration_s]``.
     threshold
         Inputs with ``x <= threshold`` emit no spike (in [0, 1)).
     rng
@@ -168,7 +171,8 @@ def latency_encode(x: np.ndarray, window_s: float, *, jitter_s: float = 0.0, thr
     Returns
     -------
     SpikeTrains
-        At most one spike per (sample, input); ``duration_s = window_s``.
+        At most one spike per (sample, input); ``duration_s = window_s + JITTER_TAIL * jitter_s``
+        (``JITTER_TAIL = 5``: clipping at the upper end has probability below 3e-7 per spike).
     """
     window_s = _finite_positive("window_s", window_s)
     jitter_s = _finite_positive("jitter_s", jitter_s, allow_zero=True)
@@ -179,8 +183,9 @@ def latency_encode(x: np.ndarray, window_s: float, *, jitter_s: float = 0.0, thr
     a = _intensities(x)
     s, i = np.nonzero(a > threshold)
     t = (1.0 - a[s, i]) * window_s
-    t = _jitter(t, jitter_s, rng, window_s)
-    return SpikeTrains(s, i, t, a.shape[0], a.shape[1], window_s)
+    duration_s = window_s + JITTER_TAIL * jitter_s
+    t = _jitter(t, jitter_s, rng, duration_s)
+    return SpikeTrains(s, i, t, a.shape[0], a.shape[1], duration_s)
 
 
 def rate_encode(x: np.ndarray, duration_s: float, max_rate_hz: float, *, jitter_s: float = 0.0,

@@ -49,7 +49,7 @@ class SpikingConfig:
 
     encoding: str = "latency"
     """``"latency"`` (one spike per input at ``(1 - x) * window_s``) or ``"rate"`` (Poisson)."""
-    window_s: float = 5e-3
+    window_s: float = 1e-5
     """Latency code: encoding window, seconds.  Rate code: presentation length, seconds."""
     max_rate_hz: float = 200.0
     """Rate code: firing rate of an input of intensity 1, hertz."""
@@ -132,8 +132,9 @@ class SpikingEvaluation:
         Fraction of images where both evaluations predict the same label.
     tie_fraction
         Fraction of images whose highest spike score is shared by several labels.
-    merged_input_spikes
-        Input spikes merged because an input spiked twice in one time step (all layers).
+    dropped_input_spikes
+        Input spikes dropped because an input spiked twice in one time step (all layers; a dead time of
+        one step).
     brian2_s, wall_s
         Seconds spent in Brian2 (build and run), and in the whole evaluation.
     config
@@ -150,7 +151,7 @@ class SpikingEvaluation:
     error_analog: float | None
     agreement: float
     tie_fraction: float
-    merged_input_spikes: int
+    dropped_input_spikes: int
     brian2_s: float
     wall_s: float
     config: dict
@@ -270,7 +271,7 @@ def evaluate_spiking(net, x: np.ndarray, labels: np.ndarray | None = None, cfg: 
     n, C = len(x), net.num_classes
     per_layer = np.zeros((n_layers, n, C), dtype=np.int64)
     per_layer_g = np.zeros((n_layers, n, C))
-    merged, brian2_s = 0, 0.0
+    dropped, brian2_s = 0, 0.0
     for a in range(0, n, cfg.batch_images):
         xb = x[a:a + cfg.batch_images].astype(np.float32)
         trains, gain = _encode(net, xb, cfg, rng)
@@ -278,7 +279,7 @@ def evaluate_spiking(net, x: np.ndarray, labels: np.ndarray | None = None, cfg: 
             resp = layer.run(trains, gain=gain)
             per_layer[k, a:a + len(xb)] = resp.spike_count.reshape(len(xb), C)
             per_layer_g[k, a:a + len(xb)] = resp.goodness(net.layers[k].kind).reshape(len(xb), C)
-            merged += resp.merged_input_spikes
+            dropped += resp.dropped_input_spikes
             brian2_s += resp.wall_s
             trains = resp.spikes
             gain = _norm_gain(resp.counts.astype(np.float64), net.cfg.norm)
@@ -298,5 +299,5 @@ def evaluate_spiking(net, x: np.ndarray, labels: np.ndarray | None = None, cfg: 
         analog_scores=analog, error_spiking=error(spike_scores), error_count=error(count_scores),
         error_analog=error(analog),
         agreement=float((pred_s == pred_a).sum() / m), tie_fraction=float(ties.sum() / m),
-        merged_input_spikes=merged, brian2_s=brian2_s, wall_s=time.perf_counter() - t_start,
+        dropped_input_spikes=dropped, brian2_s=brian2_s, wall_s=time.perf_counter() - t_start,
         config=cfg.as_dict())
