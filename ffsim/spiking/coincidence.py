@@ -147,7 +147,7 @@ class CoincidenceLayer:
     """
 
     def __init__(self, weights: np.ndarray, bias: np.ndarray | None = None, *, tau_s: float = 2e-3,
-                 refractory_s: float = 0.0, reset: str = "zero", dt_s: float = 5e-5, tail_s: float | None = None,
+                 refractory_s: float = 0.0, reset: str = "zero", tau_syn_s: float = 0.0, dt_s: float = 5e-5, tail_s: float | None = None,
                  codegen_target: str = "numpy", max_synapses: int = 4_000_000):
         W = np.asarray(weights)
         if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1 or not np.issubdtype(W.dtype, np.number):
@@ -161,6 +161,7 @@ class CoincidenceLayer:
         self.tau_s = _finite_positive("tau_s", tau_s)
         self.refractory_s = _finite_positive("refractory_s", refractory_s, allow_zero=True)
         self.dt_s = _finite_positive("dt_s", dt_s)
+        self.tau_syn_s = _finite_positive("tau_syn_s", tau_syn_s, allow_zero=True)
         self.tail_s = 2.0 * self.tau_s if tail_s is None else _finite_positive("tail_s", tail_s, allow_zero=True)
         if self.dt_s > self.tau_s:
             raise ValueError(f"dt_s must not exceed tau_s={self.tau_s} (got {dt_s!r})")
@@ -277,23 +278,30 @@ class CoincidenceLayer:
             slot = slot_steps * self.dt_s * second
             clock = b2.Clock(dt=dt, name="ffsim_clock")
             gain_ta = b2.TimedArray(gains, dt=slot, name="ffsim_gain")
-            eqs = ("dv/dt = (bias - v) / tau : 1 (unless refractory)\n"
-                   "bias : 1 (constant)\ngain : 1\ncopy : integer (constant)")
+            common = "bias : 1 (constant)\ngain : 1\ncopy : integer (constant)"
+            if self.tau_syn_s > 0:
+                eqs = ("dv/dt = (bias - v) / tau + I / tau_syn : 1 (unless refractory)\n"
+                       "dI/dt = -I / tau_syn : 1\n" + common)
+                target = "I_post"
+            else:
+                eqs = "dv/dt = (bias - v) / tau : 1 (unless refractory)\n" + common
+                target = "v_post"
             neurons = b2.NeuronGroup(P * self.n_out, eqs, threshold="v > 1",
                                      reset="v = 0" if self.reset == "zero" else "v -= 1",
                                      refractory=self.refractory_s * second, method="exact", clock=clock,
-                                     namespace={"tau": self.tau_s * second, "gain_ta": gain_ta},
+                                     namespace={"tau": self.tau_s * second, "tau_syn": max(self.tau_syn_s, self.dt_s) * second,
+                                                "gain_ta": gain_ta},
                                      name="ffsim_coincidence")
             neurons.bias = np.tile(self.bias, P)
             neurons.copy = np.repeat(np.arange(P), self.n_out)
-            neurons.run_regularly("v = bias\nlastspike = -1e4*second\nnot_refractory = True\n"
+            neurons.run_regularly("v = bias\n" + ("I = 0\n" if self.tau_syn_s > 0 else "") + "lastspike = -1e4*second\nnot_refractory = True\n"
                                   "gain = gain_ta(t, copy)", dt=slot, when="start", name="ffsim_slot_start")
             inputs = b2.SpikeGeneratorGroup(P * self.n_in, src, step * dt, clock=clock, name="ffsim_inputs")
             ii, jj = np.nonzero(self.weights)
             w = self.weights[ii, jj]
             offs = np.arange(P)[:, None]
             synapses = b2.Synapses(inputs, neurons, "w : 1 (constant)",
-                                   on_pre="v_post += gain_post * w * int(not_refractory_post)", clock=clock,
+                                   on_pre=f"{target} += gain_post * w * int(not_refractory_post)", clock=clock,
                                    name="ffsim_synapses")
             synapses.connect(i=(offs * self.n_in + ii).ravel(), j=(offs * self.n_out + jj).ravel())
             synapses.w = np.tile(w, P)

@@ -61,6 +61,8 @@ class SpikingConfig:
     """Membrane time constant = coincidence window, seconds."""
     refractory_s: float = 0.0
     """Absolute refractory period, seconds."""
+    tau_syn_s: float = 0.0
+    """Synaptic current time constant, seconds (0: each spike jumps the potential)."""
     reset: str = "subtract"
     """``"subtract"`` (spike count grows with the drive) or ``"zero"`` (at most one spike per volley)."""
     dt_s: float = 5e-5
@@ -93,7 +95,7 @@ class SpikingConfig:
         need(self.encoding in ENCODINGS, "encoding", f"must be one of {ENCODINGS}")
         for name in ("window_s", "threshold_drive", "tau_s", "dt_s"):
             positive(name)
-        for name in ("max_rate_hz", "jitter_s", "refractory_s"):
+        for name in ("max_rate_hz", "jitter_s", "refractory_s", "tau_syn_s"):
             positive(name, zero_ok=True)
         if self.tail_s is not None:
             positive("tail_s", zero_ok=True)
@@ -196,7 +198,7 @@ def spiking_layers(net, cfg: SpikingConfig | None = None) -> list[CoincidenceLay
             W[_label_rows(net)] *= float(net.cfg.label_strength)
         layers.append(CoincidenceLayer.from_analog(
             W, b, threshold_drive=cfg.threshold_drive, tau_s=cfg.tau_s, refractory_s=cfg.refractory_s,
-            reset=cfg.reset, dt_s=cfg.dt_s, tail_s=cfg.tail_s, codegen_target=cfg.codegen_target))
+            reset=cfg.reset, tau_syn_s=cfg.tau_syn_s, dt_s=cfg.dt_s, tail_s=cfg.tail_s, codegen_target=cfg.codegen_target))
     return layers
 
 
