@@ -1,8 +1,9 @@
-"""Spiking front-end on Brian2: spike encoding, coincidence-detecting layers, spike-count goodness of FF
-networks."""
+"""Spiking front-end on Brian2: spike encoding, coincidence-detecting layers, and the spike-count goodness
+of trained FF networks (agreement between image and label measured as coincidence)."""
 
 from ffsim.spiking.coincidence import CoincidenceLayer, LayerResponse, brian2_cache_dir
 from ffsim.spiking.encoders import SpikeTrains, latency_encode, rate_encode
+from ffsim.spiking.ff_bridge import SpikingConfig, SpikingEvaluation, evaluate_spiking, layer_weights, spiking_layers
 
-__all__ = ["CoincidenceLayer", "LayerResponse", "SpikeTrains", "brian2_cache_dir", "latency_encode",
-           "rate_encode"]
+__all__ = ["CoincidenceLayer", "LayerResponse", "SpikeTrains", "SpikingConfig", "SpikingEvaluation", "brian2_cache_dir",
+           "evaluate_spiking", "latency_encode", "layer_weights", "rate_encode", "spiking_layers"]

@@ -1,33 +1,43 @@
 """A coincidence-detecting layer of leaky integrate-and-fire neurons, simulated with Brian2.
 
-Neuron model (all potentials in units of the firing threshold, so the threshold is 1)::
+Neuron model (potentials in units of the firing threshold, so the threshold is 1)::
 
-    dv/dt = (bias - v) / tau_s                 between input spikes
-    v    += gain * w[i, j]                      when input i spikes (ignored while refractory)
-    spike when v > 1;  then v = 0 ("zero" reset) or v -= 1 ("subtract" reset), refractory for refractory_s
+    dv/dt = (bias - v) / tau_s                  between input spikes
+    v    += gain * w[i, j]                       when input i spikes
+    spike when v > 1;  then v = 0 ("zero" reset) or v -= 1 ("subtract" reset)
 
 ``tau_s`` is the coincidence window: a spike's contribution decays by 1/e within it, so a neuron whose
-weights are each below threshold fires only if enough input spikes arrive within a few ``tau_s`` of each
+weights are each below threshold fires only if enough input spikes arrive within about ``tau_s`` of each
 other.  ``bias`` is the resting potential (a neuron with ``bias > 1`` fires tonically); ``gain`` is a
 per-presentation multiplier of every synaptic weight (the divisive input normalization of an FF network,
-see :mod:`ffsim.spiking.ff_bridge`; 1 by default).  Goodness is the spike count of a neuron (or its sum
-over the layer) within a presentation.
+see :mod:`ffsim.spiking.ff_bridge`; 1 by default).  With ``refractory_s > 0`` a neuron that spikes holds
+``v`` at its reset value and ignores input spikes (including those of the step it spiked in) for
+``refractory_s``.  Optionally (``tau_syn_s > 0``) a spike injects the charge ``gain * w`` through an
+exponentially decaying synaptic current ``I`` (``dv/dt = (bias - v) / tau_s + I / tau_syn_s``,
+``dI/dt = -I / tau_syn_s``, ``I += gain * w``): the potential then rises smoothly, so input spikes that
+arrive within much less than ``tau_syn_s`` of each other sum before the neuron can fire, whatever their
+order; the peak rise of one spike is ``w * r ** (r / (1 - r))`` with ``r = tau_syn_s / tau_s``.
+
+Goodness: the spike count of each neuron within a presentation, and per layer the total count or an FF
+goodness function of the counts (``sumsq``: Σ_j count_j²; see :meth:`LayerResponse.goodness`).
 
 Weight scaling: :meth:`CoincidenceLayer.from_analog` maps an analog layer ``z = h @ W + b`` with
 ``w = W / threshold_drive`` and ``bias = b / threshold_drive``, i.e. ``threshold_drive`` is the analog
 pre-activation that brings a neuron from rest to threshold when its input spikes all coincide.  With the
-"subtract" reset such a volley makes a neuron fire about ``z / threshold_drive`` times; with the "zero"
-reset at most once.  :meth:`CoincidenceLayer.from_crossbar` takes ``W`` from a chip's ``read_weights()``,
-so the chip's programming errors, drift and read noise carry over.
+"subtract" reset such a volley makes a neuron fire about ``z / threshold_drive`` times (at most once per
+time step); with the "zero" reset once.  :meth:`CoincidenceLayer.from_crossbar` takes ``W`` from a chip's
+``read_weights()``, so the chip's programming errors, drift and read noise carry over.
 
 Many presentations run in one Brian2 simulation: the layer is instantiated ``parallel`` times side by
 side (neuron ``c * n_out + j`` is neuron ``j`` of copy ``c``; synapses built by index arithmetic) and the
 copies are reused in consecutive time slots of ``slot_s`` seconds.  Presentation ``p`` runs in copy
-``p % parallel`` during slot ``p // parallel``.  At the start of every slot each neuron is put back at rest
-(``v = bias``, refractoriness cleared, ``gain`` of the new presentation loaded), so every presentation
-evolves exactly as in a simulation of its own.  Spikes recorded by one SpikeMonitor are binned by slot
-and copy with numpy.  The simulation uses an explicit ``brian2.Network`` and ``brian2.Clock`` (no magic
-network, no global default clock) and no Brian2 random functions: for given inputs it is deterministic.
+``p % parallel`` during slot ``p // parallel``.  At the start of every slot a monitor records each
+neuron's spike count of the slot that ended, and each neuron is put back at rest (``v = bias``, ``I = 0``,
+refractoriness cleared, count zeroed, ``gain`` of the new presentation loaded), so every presentation
+evolves exactly as in a simulation of its own.  Output spikes, when kept, are recorded by a SpikeMonitor
+and mapped back to (presentation, neuron, time) with numpy.  The simulation uses an explicit
+``brian2.Network`` and ``brian2.Clock`` objects (no magic network, no global default clock) and no Brian2
+random functions: for given inputs it is deterministic.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ffsim.ff.goodness import goodness
-from ffsim.spiking.encoders import SpikeTrains, _finite_positive
+from ffsim.spiking.encoders import SpikeTrains, _finite_positive, _sorted_trains
 
 __all__ = ["CACHE_DIR_ENV", "CODEGEN_TARGETS", "RESETS", "CoincidenceLayer", "LayerResponse", "brian2_cache_dir"]
 
@@ -86,7 +96,7 @@ class LayerResponse:
         Spike count of every (presentation, neuron) within the presentation's slot: int64 (n_samples, n_out).
     spikes
         The output spikes, times relative to the start of each presentation (``duration_s = slot_s``);
-        they can drive another layer.
+        they can drive another layer.  None if the run was asked not to keep them.
     slot_s
         Length of one presentation's slot, seconds (a whole number of time steps).
     parallel
@@ -99,7 +109,7 @@ class LayerResponse:
     """
 
     counts: np.ndarray
-    spikes: SpikeTrains
+    spikes: SpikeTrains | None
     slot_s: float
     parallel: int
     dropped_input_spikes: int
@@ -130,9 +140,12 @@ class CoincidenceLayer:
         Membrane time constant = coincidence window, seconds.
     refractory_s
         Absolute refractory period after a spike, seconds (input spikes are ignored and ``v`` is held at its
-        reset value meanwhile); 0 allows a spike in every time step.
+        reset value meanwhile); 0: none, a neuron may spike in every time step.
     reset
         ``"zero"`` (``v = 0`` after a spike) or ``"subtract"`` (``v -= 1``: the excess drive is kept).
+    tau_syn_s
+        Time constant of the synaptic current, seconds; 0 (default): each spike jumps the potential.  Must
+        differ from ``tau_s``.
     dt_s
         Simulation time step, seconds (spike times are rounded to it).
     tail_s
@@ -147,30 +160,37 @@ class CoincidenceLayer:
     """
 
     def __init__(self, weights: np.ndarray, bias: np.ndarray | None = None, *, tau_s: float = 2e-3,
-                 refractory_s: float = 0.0, reset: str = "zero", tau_syn_s: float = 0.0, dt_s: float = 5e-5, tail_s: float | None = None,
-                 codegen_target: str = "numpy", max_synapses: int = 4_000_000):
+                 refractory_s: float = 0.0, reset: str = "zero", tau_syn_s: float = 0.0, dt_s: float = 5e-5,
+                 tail_s: float | None = None, codegen_target: str = "numpy", max_synapses: int = 4_000_000):
+        name = "CoincidenceLayer"
         W = np.asarray(weights)
         if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1 or not np.issubdtype(W.dtype, np.number):
-            raise ValueError(f"weights must be a non-empty 2-D numeric array (n_in, n_out) (got shape {W.shape})")
+            raise ValueError(f"{name}.weights must be a non-empty 2-D numeric array (n_in, n_out) "
+                             f"(got shape {W.shape})")
         W = W.astype(np.float64)
         if not np.all(np.isfinite(W)):
-            raise ValueError(f"weights must be finite (got {int((~np.isfinite(W)).sum())} non-finite values)")
+            raise ValueError(f"{name}.weights must be finite (got {int((~np.isfinite(W)).sum())} non-finite values)")
         b = np.zeros(W.shape[1]) if bias is None else np.asarray(bias, dtype=np.float64)
         if b.shape != (W.shape[1],) or not np.all(np.isfinite(b)):
-            raise ValueError(f"bias must be finite with shape ({W.shape[1]},) (got shape {b.shape})")
-        self.tau_s = _finite_positive("tau_s", tau_s)
-        self.refractory_s = _finite_positive("refractory_s", refractory_s, allow_zero=True)
-        self.dt_s = _finite_positive("dt_s", dt_s)
-        self.tau_syn_s = _finite_positive("tau_syn_s", tau_syn_s, allow_zero=True)
-        self.tail_s = 2.0 * self.tau_s if tail_s is None else _finite_positive("tail_s", tail_s, allow_zero=True)
-        if self.dt_s > self.tau_s:
-            raise ValueError(f"dt_s must not exceed tau_s={self.tau_s} (got {dt_s!r})")
+            raise ValueError(f"{name}.bias must be finite with shape ({W.shape[1]},) (got shape {b.shape})")
+        self.tau_s = _finite_positive(f"{name}.tau_s", tau_s)
+        self.refractory_s = _finite_positive(f"{name}.refractory_s", refractory_s, allow_zero=True)
+        self.dt_s = _finite_positive(f"{name}.dt_s", dt_s)
+        self.tau_syn_s = _finite_positive(f"{name}.tau_syn_s", tau_syn_s, allow_zero=True)
+        tail = 2.0 * self.tau_s if tail_s is None else tail_s
+        self.tail_s = _finite_positive(f"{name}.tail_s", tail, allow_zero=True)
+        if abs(self.tau_syn_s - self.tau_s) <= 1e-6 * self.tau_s:
+            raise ValueError(f"{name}.tau_syn_s must differ from tau_s={self.tau_s} by more than 1e-6 of it (the "
+                             f"exact integration of the double-exponential response is singular; got {tau_syn_s!r})")
+        if self.dt_s > self.tau_s or (self.tau_syn_s > 0 and self.dt_s > self.tau_syn_s):
+            raise ValueError(f"{name}.dt_s must not exceed tau_s={self.tau_s} nor a nonzero "
+                             f"tau_syn_s={self.tau_syn_s} (got {dt_s!r})")
         if reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS} (got {reset!r})")
+            raise ValueError(f"{name}.reset must be one of {RESETS} (got {reset!r})")
         if codegen_target not in CODEGEN_TARGETS:
-            raise ValueError(f"codegen_target must be one of {CODEGEN_TARGETS} (got {codegen_target!r})")
-        if not isinstance(max_synapses, int | np.integer) or max_synapses < 1:
-            raise ValueError(f"max_synapses must be a positive integer (got {max_synapses!r})")
+            raise ValueError(f"{name}.codegen_target must be one of {CODEGEN_TARGETS} (got {codegen_target!r})")
+        if not isinstance(max_synapses, int | np.integer) or isinstance(max_synapses, bool) or max_synapses < 1:
+            raise ValueError(f"{name}.max_synapses must be a positive integer (got {max_synapses!r})")
         self.weights = W
         self.bias = b
         self.reset = reset
@@ -212,8 +232,8 @@ class CoincidenceLayer:
         nnz = max(int(np.count_nonzero(self.weights)), 1)
         return max(1, min(n_samples, self.max_synapses // nnz))
 
-    def run(self, trains: SpikeTrains, *, gain: np.ndarray | None = None, parallel: int | None = None
-            ) -> LayerResponse:
+    def run(self, trains: SpikeTrains, *, gain: np.ndarray | None = None, parallel: int | None = None,
+            keep_spikes: bool = True) -> LayerResponse:
         """Simulate every presentation of ``trains`` in one Brian2 run.
 
         Parameters
@@ -225,10 +245,14 @@ class CoincidenceLayer:
             default 1.
         parallel
             Copies of the layer side by side (default :meth:`parallel_copies`); results do not depend on it.
+        keep_spikes
+            Record every output spike (needed to drive another layer); with False only the counts are
+            recorded, once per slot, which saves time and memory when the layer fires a lot.
 
         Returns
         -------
         LayerResponse
+            ``spikes`` is None when ``keep_spikes`` is False.
         """
         if not isinstance(trains, SpikeTrains):
             raise ValueError(f"trains must be a SpikeTrains (got {type(trains).__name__})")
@@ -239,20 +263,20 @@ class CoincidenceLayer:
         if g.shape != (n,) or not np.all(np.isfinite(g)) or (g.size and g.min() < 0):
             raise ValueError(f"gain must be finite, >= 0, with shape ({n},) (got shape {g.shape})")
         P = self.parallel_copies(n) if parallel is None else parallel
-        if not isinstance(P, int | np.integer) or P < 1:
+        if not isinstance(P, int | np.integer) or isinstance(P, bool) or P < 1:
             raise ValueError(f"parallel must be a positive integer (got {parallel!r})")
         P = int(P)
-        slot_steps = self.slot_steps(trains.duration_s)
-        slot_s = slot_steps * self.dt_s
+        S = self.slot_steps(trains.duration_s)
+        slot_s = S * self.dt_s
         if n == 0:
-            empty = SpikeTrains(np.zeros(0), np.zeros(0), np.zeros(0), 0, self.n_out, slot_s)
-            return LayerResponse(np.zeros((0, self.n_out), np.int64), empty, slot_s, P, 0, 0.0)
+            empty = _sorted_trains(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 0, self.n_out, slot_s)
+            return LayerResponse(np.zeros((0, self.n_out), np.int64), empty if keep_spikes else None, slot_s, P, 0,
+                                 0.0)
         n_slots = -(-n // P)
-        # input spikes -> (input neuron of the copy, global time step)
-        copy, slot = trains.sample % P, trains.sample // P
-        src = copy * self.n_in + trains.input
-        step = slot * slot_steps + np.rint(trains.time_s / self.dt_s).astype(np.int64)
-        key = np.unique(step * (P * self.n_in) + src)
+        # input spikes -> (input neuron of the copy, global time step); repeats within one step dropped
+        copy, slot = np.divmod(trains.sample, P)[::-1]
+        key = np.unique((slot * S + np.rint(trains.time_s / self.dt_s).astype(np.int64)) * (P * self.n_in)
+                        + copy * self.n_in + trains.input)
         dropped = len(trains) - key.size
         step, src = np.divmod(key, P * self.n_in)
         # rows padded to a power of two: compiled code depends on the table's shape, so few shapes, few compiles
@@ -260,54 +284,82 @@ class CoincidenceLayer:
         gains = np.zeros(rows * P)
         gains[:n] = g
         t0 = time.perf_counter()
-        i_out, step_out = self._simulate(src, step, P, n_slots, slot_steps, gains.reshape(rows, P))
+        counts, i_out, step_out = self._simulate(src, step, P, n_slots, S, gains.reshape(rows, P), keep_spikes)
         wall = time.perf_counter() - t0
-        slot_out, local = np.divmod(step_out, slot_steps)
-        sample_out = slot_out * P + i_out // self.n_out
-        keep = sample_out < n
-        spikes = SpikeTrains(sample_out[keep], (i_out % self.n_out)[keep], local[keep] * self.dt_s, n,
-                             self.n_out, slot_s)
-        return LayerResponse(spikes.counts(), spikes, slot_s, P, int(dropped), wall)
+        counts = counts.reshape(n_slots * P, self.n_out)[:n].astype(np.int64)
+        spikes = None
+        if keep_spikes:
+            slot_out, local = np.divmod(step_out, S)
+            sample_out = slot_out * P + i_out // self.n_out
+            keep = sample_out < n
+            sample_out, local, j = sample_out[keep], local[keep], (i_out % self.n_out)[keep]
+            # the monitor lists spikes by time step, then neuron: a stable sort by (sample, step) completes the order
+            order = np.argsort(sample_out * S + local, kind="stable")
+            spikes = _sorted_trains(sample_out[order], j[order], local[order] * self.dt_s, n, self.n_out, slot_s)
+        return LayerResponse(counts, spikes, slot_s, P, int(dropped), wall)
 
-    def _simulate(self, src: np.ndarray, step: np.ndarray, P: int, n_slots: int, slot_steps: int,
-                  gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One Brian2 run; returns (neuron index, time step) of every output spike."""
+    def _simulate(self, src: np.ndarray, step: np.ndarray, P: int, n_slots: int, S: int, gains: np.ndarray,
+                  keep_spikes: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """One Brian2 run of ``n_slots`` slots of ``S`` steps with ``P`` copies side by side.
+
+        Returns the spike counts (n_slots, P * n_out) and, if ``keep_spikes``, the (neuron, time step) of every
+        output spike.  Everything runs on one clock: at the end of the last step of every slot (after the
+        spike resets) a monitor records the counts and the neurons are put back at rest, so that the next step
+        starts a new presentation exactly like the first step of a fresh run."""
         with _brian2_prefs(self.codegen_target) as b2:
             second = b2.second
             dt = self.dt_s * second
-            slot = slot_steps * self.dt_s * second
             clock = b2.Clock(dt=dt, name="ffsim_clock")
-            gain_ta = b2.TimedArray(gains, dt=slot, name="ffsim_gain")
-            common = "bias : 1 (constant)\ngain : 1\ncopy : integer (constant)"
+            # the gain table is indexed by slot number (as a time in whole seconds: exact in any float rounding)
+            namespace = {"tau": self.tau_s * second, "S": S,
+                         "gain_ta": b2.TimedArray(gains, dt=1 * second, name="ffsim_gain")}
+            common = "bias : 1 (constant)\ngain : 1\nn_spikes : integer\ncopy : integer (constant)"
+            refractory = self.refractory_s > 0
+            flag = " (unless refractory)" if refractory else ""
             if self.tau_syn_s > 0:
-                eqs = ("dv/dt = (bias - v) / tau + I / tau_syn : 1 (unless refractory)\n"
-                       "dI/dt = -I / tau_syn : 1\n" + common)
-                target = "I_post"
+                eqs = f"dv/dt = (bias - v) / tau + I / tau_syn : 1{flag}\ndI/dt = -I / tau_syn : 1\n"
+                namespace["tau_syn"] = self.tau_syn_s * second
+                target, at_rest = "I_post", "v = bias\nI = 0\n"
             else:
-                eqs = "dv/dt = (bias - v) / tau : 1 (unless refractory)\n" + common
-                target = "v_post"
-            neurons = b2.NeuronGroup(P * self.n_out, eqs, threshold="v > 1",
-                                     reset="v = 0" if self.reset == "zero" else "v -= 1",
-                                     refractory=self.refractory_s * second, method="exact", clock=clock,
-                                     namespace={"tau": self.tau_s * second, "tau_syn": max(self.tau_syn_s, self.dt_s) * second,
-                                                "gain_ta": gain_ta},
-                                     name="ffsim_coincidence")
+                eqs = f"dv/dt = (bias - v) / tau : 1{flag}\n"
+                target, at_rest = "v_post", "v = bias\n"
+            if refractory:
+                at_rest += "lastspike = -1e4*second\nnot_refractory = True\n"
+            neurons = b2.NeuronGroup(P * self.n_out, eqs + common, threshold="v > 1",
+                                     reset=("v = 0" if self.reset == "zero" else "v -= 1") + "\nn_spikes += 1",
+                                     refractory=self.refractory_s * second if refractory else False,
+                                     events={"slot_end": "timestep(t, dt) % S == S - 1"},
+                                     method="exact", clock=clock, namespace=namespace, name="ffsim_coincidence")
             neurons.bias = np.tile(self.bias, P)
             neurons.copy = np.repeat(np.arange(P), self.n_out)
-            neurons.run_regularly("v = bias\n" + ("I = 0\n" if self.tau_syn_s > 0 else "") + "lastspike = -1e4*second\nnot_refractory = True\n"
-                                  "gain = gain_ta(t, copy)", dt=slot, when="start", name="ffsim_slot_start")
+            neurons.v = neurons.bias[:]
+            neurons.gain = np.asarray(gains[0])[neurons.copy[:]]
+            counter = b2.EventMonitor(neurons, "slot_end", variables=["n_spikes"], record=True, when="end", order=0,
+                                      name="ffsim_counts")
+            neurons.run_on_event("slot_end", at_rest + "n_spikes = 0\ngain = gain_ta(((timestep(t, dt) + 1) // S) * "
+                                 "second, copy)", when="end", order=1)
             inputs = b2.SpikeGeneratorGroup(P * self.n_in, src, step * dt, clock=clock, name="ffsim_inputs")
             ii, jj = np.nonzero(self.weights)
-            w = self.weights[ii, jj]
             offs = np.arange(P)[:, None]
             synapses = b2.Synapses(inputs, neurons, "w : 1 (constant)",
-                                   on_pre=f"{target} += gain_post * w * int(not_refractory_post)", clock=clock,
+                                   on_pre=f"{target} += gain_post * w"
+                                          + (" * int(not_refractory_post)" if refractory else ""), clock=clock,
                                    name="ffsim_synapses")
             synapses.connect(i=(offs * self.n_in + ii).ravel(), j=(offs * self.n_out + jj).ravel())
-            synapses.w = np.tile(w, P)
-            monitor = b2.SpikeMonitor(neurons, name="ffsim_spikes")
-            net = b2.Network(neurons, inputs, synapses, monitor, name="ffsim_network")
-            net.run(n_slots * slot, namespace={})
-            i_out = np.asarray(monitor.i[:], dtype=np.int64)
-            step_out = np.rint(np.asarray(monitor.t_[:]) / self.dt_s).astype(np.int64)
-        return i_out, step_out
+            synapses.w = np.tile(self.weights[ii, jj], P)
+            objects = [neurons, inputs, synapses, counter]
+            if keep_spikes:
+                monitor = b2.SpikeMonitor(neurons, record=True, name="ffsim_spikes")
+                objects.append(monitor)
+            net = b2.Network(*objects, name="ffsim_network")
+            net.run(n_slots * S * dt, namespace={})
+            counts = np.zeros((n_slots, P * self.n_out), dtype=np.int64)
+            ends = np.rint(np.asarray(counter.t_[:]) / self.dt_s).astype(np.int64) // S
+            counts[ends, np.asarray(counter.i[:])] = np.asarray(counter.n_spikes[:])
+            if not (counter.num_events == n_slots * P * self.n_out and ends.max() == n_slots - 1):
+                raise RuntimeError(f"Brian2 recorded {counter.num_events} slot ends for {n_slots} slots")
+            i_out = step_out = None
+            if keep_spikes:
+                i_out = np.asarray(monitor.i[:], dtype=np.int64)
+                step_out = np.rint(np.asarray(monitor.t_[:]) / self.dt_s).astype(np.int64)
+        return counts, i_out, step_out

@@ -142,6 +142,16 @@ class SpikeTrains:
                            self.n_inputs, self.duration_s)
 
 
+def _sorted_trains(sample: np.ndarray, inp: np.ndarray, time_s: np.ndarray, n_samples: int, n_inputs: int,
+                   duration_s: float) -> SpikeTrains:
+    """A :class:`SpikeTrains` from arrays that the caller guarantees valid and sorted (no checks, no sort)."""
+    out = object.__new__(SpikeTrains)
+    for name, v in (("sample", sample), ("input", inp), ("time_s", time_s), ("n_samples", int(n_samples)),
+                    ("n_inputs", int(n_inputs)), ("duration_s", float(duration_s))):
+        object.__setattr__(out, name, v)
+    return out
+
+
 def _jitter(t: np.ndarray, jitter_s: float, rng: np.random.Generator | None, hi_s: float) -> np.ndarray:
     if jitter_s == 0.0:
         return t
