@@ -21,12 +21,12 @@ case "${1:-all}" in
     # unsupervised FF with hybrid negatives, softmax on the last three layers (paper: 1.37 %)
     run unsup-4x2000 --model ff-unsupervised --profile ideal --layers 2000,2000,2000,2000 --epochs 100 --eval-every 5 ;;&
   unsup-3x1000|all)
-    # the same at a scale that fits 2 CPU cores in well under an hour: 3x1000, 30 epochs (softmax on all three)
-    run unsup-3x1000 --model ff-unsupervised --profile ideal --layers 1000,1000,1000 --epochs 30 --eval-every 5 ;;&
+    # the same at a scale that fits 2 CPU cores in well under an hour: 3x1000, 20 epochs (softmax on all three)
+    run unsup-3x1000 --model ff-unsupervised --profile ideal --layers 1000,1000,1000 --epochs 20 --eval-every 5 ;;&
   recurrent|all)
     # recurrent top-down net, 8 iterations, goodness averaged over iterations 3-5 (paper: 1.31 %); smaller and
     # shorter than the paper's to fit 2 CPU cores (each mini-batch runs 2 x 8 synchronous iterations)
-    run recurrent-2x500 --model ff-recurrent --profile ideal --layers 500,500 --epochs 10 --eval-every 2 ;;&
+    run recurrent-2x500 --model ff-recurrent --profile ideal --layers 500,500 --epochs 6 --eval-every 2 ;;&
   bp-ideal|all)
     # the backprop baseline of the paper: a permutation-invariant ReLU MLP, about 1.4 % in about 20 epochs
     run bp-ideal-3x1000 --model bp --profile ideal --layers 1000,1000,1000 --epochs 20 --eval-every 5 ;;&

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mortal computation (Hinton 2022, sec. 9): a teacher chip, three student chips from the same profile;
 # weight copy vs distillation vs training from scratch; a year of drift on the pcm teacher; agreement vs
-# transfer-set size.  Results in experiments/results/mortal-*/; EXPERIMENTS.md quotes them.
+# transfer-set size (the full 60k transfer set of the same student chip is the high-variability run).  Results in experiments/results/mortal-*/; EXPERIMENTS.md quotes them.
 #
 #   bash experiments/mortal.sh [high-variability|pcm|sizes|all]
 set -euo pipefail
@@ -23,5 +23,5 @@ case "${1:-all}" in
   sizes|all)
     teacher high-variability
     python experiments/mortal_transfer_size.py --teacher-run "$R/mortal-high-variability-teacher" \
-      --sizes 1000,3000,10000,30000,60000 --student-fab-seed 2 --distill-epochs 10 --out "$R/mortal-transfer-size" ;;
+      --sizes 1000,3000,10000 --student-fab-seed 2 --distill-epochs 10 --out "$R/mortal-transfer-size" ;;
 esac
