@@ -404,6 +404,17 @@ def test_spiking_evaluation_of_an_agreeing_network():
     np.testing.assert_allclose(layer.weights, net.layers[0].store.W / 0.1, rtol=1e-6)
 
 
+def test_latency_code_normalizes_the_input_its_spikes_deliver():
+    # a latency volley delivers every spiking pixel's whole weight whatever its intensity: images that spike
+    # on the same pixels are the same input to the layer, and get the same gain and the same spike scores
+    net, x, labels = agreeing_net()
+    cfg = SpikingConfig(threshold_drive=0.1, tau_s=1e-3)
+    full = evaluate_spiking(net, (x > 0).astype(np.float32), labels, cfg)
+    dim = evaluate_spiking(net, 0.3 * x, labels, cfg)
+    np.testing.assert_array_equal(dim.layer_spikes, full.layer_spikes)
+    assert full.layer_spikes.sum() > 0
+
+
 def test_spiking_evaluation_chains_layers_and_scores_from_min_level():
     net, x, labels = agreeing_net((20, 20))
     cfg = SpikingConfig(threshold_drive=0.1, tau_s=1e-3)

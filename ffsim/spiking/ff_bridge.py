@@ -19,9 +19,11 @@ Mapping (each choice is a setting of :class:`SpikingConfig`):
   which is exactly their analog contribution;
 * normalization: the analog network divides each layer's input by its RMS; the spiking layer applies the
   same factor as a per-presentation gain on all synaptic weights.  For the first layer it is computed from
-  the embedded input, for later layers from the spike counts of the layer below (with the "subtract" reset
-  a neuron fires about ``z / threshold_drive`` times, so the normalized counts approximate the normalized
-  activities);
+  the input that the spikes deliver (latency code: the embedded input with every spiking pixel at full
+  intensity, since a spike carries its whole weight whatever the intensity that timed it; rate code: the
+  embedded input, to which the expected counts are proportional), for later layers from the spike counts
+  of the layer below (with the "subtract" reset a neuron fires about ``z / threshold_drive`` times, so the
+  normalized counts approximate the normalized activities);
 * the windows: ``window_s`` is the latency code's encoding window (or the presentation length of the rate
   code), ``tau_s`` the coincidence window of the neurons.
 
@@ -233,12 +235,18 @@ def _encode(net, x: np.ndarray, cfg: SpikingConfig, rng: np.random.Generator | N
     labels = np.tile(np.arange(C), n)
     imgs = np.repeat(x, C, axis=0)
     embedded = net.embed(imgs, net.onehot(labels))
-    gain = _norm_gain(embedded, net.cfg.norm)
     intens = embedded.astype(np.float64)
     intens[:, _label_rows(net)] = net.onehot(labels)
     if cfg.encoding == "latency":
+        # every input that spikes delivers its full weight whatever its intensity: the layer's input is the
+        # embedded input with each spiking pixel at 1 (label pixels as embedded: their weights carry the
+        # label strength), and the normalization must be that input's
+        delivered = (intens > 0).astype(np.float64)
+        delivered[:, _label_rows(net)] = embedded[:, _label_rows(net)]
+        gain = _norm_gain(delivered, net.cfg.norm)
         trains = latency_encode(intens, cfg.window_s, jitter_s=cfg.jitter_s, rng=rng)
     else:
+        gain = _norm_gain(embedded, net.cfg.norm)
         trains = rate_encode(intens, cfg.window_s, cfg.max_rate_hz, jitter_s=cfg.jitter_s, rng=rng)
     return trains, gain
 
