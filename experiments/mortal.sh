@@ -15,7 +15,7 @@ case "${1:-all}" in
   high-variability|all)
     teacher high-variability
     ffsim distill --profile high-variability --mode hybrid --layers 500,500 --teacher-run "$R/mortal-high-variability-teacher" \
-      --teacher-fab-seed 1 --student-fab-seeds 2,3,4 --distill-epochs 10 --out "$R/mortal-high-variability" --no-progress ;;&
+      --teacher-fab-seed 1 --student-fab-seeds 2,3 --distill-epochs 10 --out "$R/mortal-high-variability" --no-progress ;;&
   pcm|all)
     teacher pcm
     ffsim distill --profile pcm --mode hybrid --layers 500,500 --teacher-run "$R/mortal-pcm-teacher" \
