@@ -15,7 +15,7 @@ def main(path: str) -> None:
     r = json.load(open(path))
     t = r["rows"][0]
     print(f"teacher (fab seed {t['fab_seed']}): {pct(t['error_softmax'])} softmax / "
-          f"{pct(t['error_goodness'])} goodness")
+          f"{pct(t['error_goodness'])} goodness\n")
     print("| student chip (fab seed) | method | test error (softmax) | Δ vs teacher | agreement | "
           "agreement on the teacher's mistakes | mean KL | transfer energy | device pulses |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
