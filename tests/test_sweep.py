@@ -189,3 +189,18 @@ def test_report_orders_values_numerically_with_ideal_zero_last(tmp_path):
         (out / "runs" / f"r{k}.json").write_text(json.dumps({"key": f"r{k}", "spec": spec, "test_error_softmax": 0.1,
                                                               "train_energy_J_per_sample": 1e-6}))
     assert [r["value"] for r in report(out)["rows"]] == [4, 16, 64, 0]
+
+
+def test_run_one_evaluates_drift_after_training(tmp_path):
+    text = STUDY.replace('profile = "ecram"', 'profile = "pcm"').replace("values = [6, 9]", "values = [8]") + """
+[drift]
+times_s = [31536000.0, 1.0]
+compensate = true
+"""
+    spec = expand_study(load_study(_write(tmp_path, text)))[0]
+    summary = run_one(spec, str(tmp_path / "out"))
+    assert [d["time_s"] for d in summary["drift"]] == [1.0, 31536000.0]  # evaluated in time order
+    for d in summary["drift"]:
+        assert 0 <= d["error"] <= 1 and 0 <= d["error_compensated"] <= 1
+    stored = json.loads((tmp_path / "out" / "runs" / f"{spec_key(spec)}.json").read_text())
+    assert stored["drift"] == summary["drift"]

@@ -215,7 +215,7 @@ def _config_of(spec: dict[str, Any]):
 
 def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Train one run (resuming its own checkpoint if a previous attempt died) and store its summary."""
-    from ffsim.ff.trainer import _load_checkpoint, build_model, train
+    from ffsim.ff.trainer import load_run, train
 
     key = spec_key(spec)
     out = Path(out_dir)
@@ -235,8 +235,7 @@ def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
         from ffsim.data import load_dataset
         from ffsim.experiments.drift import drift_curve
 
-        model = build_model(cfg, 784, 10)
-        _load_checkpoint(run_dir, model)
+        _, model, _ = load_run(run_dir)  # the chips as they were at the end of training
         _, _, x_te, y_te = load_dataset("mnist").arrays(1, spec.get("test_cases"))
         rows = drift_curve(model, x_te, y_te, drift.get("times_s", []), compensate=drift.get("compensate", True))
         summary["drift"] = [{"time_s": r["time_s"], "error": r["error_softmax"],
