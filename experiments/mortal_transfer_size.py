@@ -15,14 +15,13 @@ import ffsim  # first, before numpy (thread settings)
 
 import argparse
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
 
 from ffsim.data import load_mnist
 from ffsim.ff.trainer import build_model
-from ffsim.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from ffsim.io import write_csv_atomic, write_json_atomic, write_png_atomic
 from ffsim.mortal import TeacherOracle, agreement, agreement_on_mistakes, distill, evaluate_probs, mean_kl
 from ffsim.mortal.run import _load_teacher
 
@@ -73,9 +72,7 @@ def main() -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    write_bytes_atomic(out / "agreement_vs_size.png", buf.getvalue())
+    write_png_atomic(out / "agreement_vs_size.png", fig)
 
 
 if __name__ == "__main__":

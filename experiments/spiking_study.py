@@ -60,7 +60,7 @@ import numpy as np
 
 from ffsim.data import load_dataset
 from ffsim.ff.trainer import load_run
-from ffsim.io import write_csv_atomic, write_json_atomic
+from ffsim.io import write_csv_atomic, write_json_atomic, write_png_atomic
 from ffsim.spiking import SpikeTrains, SpikingConfig, evaluate_spiking, spiking_layers
 from ffsim.spiking.encoders import JITTER_TAIL
 from ffsim.spiking.ff_bridge import _encode
@@ -258,10 +258,7 @@ def plot_grid(doc: dict, path: Path) -> None:
     fig.suptitle(f"spike-count goodness (sum count^2) of the first layer, MNIST test images 0..{doc['n_test'] - 1}; "
                  f"tau_syn = {doc['neurons']['tau_syn_over_tau']:g} tau")
     fig.tight_layout()
-    buf = path.with_suffix(".tmp.png")
-    fig.savefig(buf, dpi=110)
-    plt.close(fig)
-    buf.replace(path)
+    write_png_atomic(path, fig)
 
 
 def run_full(args, net, meta, x_val, y_val, x_te, y_te, out: Path) -> dict:

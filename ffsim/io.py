@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["to_jsonable", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic", "write_png_atomic",
+           "write_text_atomic"]
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -41,6 +42,18 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_png_atomic(path: str | os.PathLike, fig, dpi: int = 110) -> None:
+    """Render a matplotlib figure to PNG, close it, and write the file atomically."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

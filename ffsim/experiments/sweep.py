@@ -43,7 +43,6 @@ resumes where it stopped and a run whose worker is killed is retried by the sche
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -53,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ffsim.io import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from ffsim.io import write_csv_atomic, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["expand_study", "load_study", "report", "run_one", "run_sweep", "spec_key"]
 
@@ -415,10 +414,7 @@ def _plot_drift(out: Path, rows: list[dict]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(out / "report_drift.png", buf.getvalue())
+    write_png_atomic(out / "report_drift.png", fig)
 
 
 def _plot(out: Path, rows: list[dict], metric: str, param: str) -> None:
@@ -444,7 +440,4 @@ def _plot(out: Path, rows: list[dict], metric: str, param: str) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(out / "report.png", buf.getvalue())
+    write_png_atomic(out / "report.png", fig)

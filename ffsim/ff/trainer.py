@@ -24,7 +24,7 @@ import ffsim
 from ffsim.crossbar import NonFiniteInput
 from ffsim.data import Dataset, load_dataset
 from ffsim.ff.config import FFConfig
-from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic
+from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic, write_png_atomic
 
 __all__ = ["TrainingDiverged", "build_model", "lr_gain", "train"]
 
@@ -133,10 +133,7 @@ def _plot(out: Path, history: list[dict], title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(out / "learning_curves.png", buf.getvalue())
+    write_png_atomic(out / "learning_curves.png", fig)
 
 
 def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mnist", resume: bool = False,
