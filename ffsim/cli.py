@@ -126,6 +126,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     cfg = FFConfig(**fields)
     res = run_mortal(cfg, args.out, student_fab_seeds=seeds, teacher_run=args.teacher_run, transfer=args.transfer,
                      transfer_size=args.transfer_size, distill_epochs=args.distill_epochs, aging=args.aging,
+                     teacher_reads=args.teacher_reads, temperature=args.distill_temperature,
                      train_cases=args.train_cases, test_cases=args.test_cases, progress=not args.no_progress,
                      log=lambda m: print(m, file=sys.stderr))
     print(f"results: {Path(args.out) / 'results.json'} ({len(res['rows']) - 1} students)")
@@ -238,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer", default="train", choices=["train", "subset", "noisy", "shifted"])
     p.add_argument("--transfer-size", type=int, help="number of transfer images (default: all training images)")
     p.add_argument("--distill-epochs", type=int, default=10)
+    p.add_argument("--teacher-reads", type=int, default=1, help="teacher inferences averaged per transfer image "
+                   "(each with its own read noise; default 1)")
+    p.add_argument("--distill-temperature", type=float, default=1.0, help="temperature of the teacher's soft "
+                   "targets and of the student's head while it learns them (default 1)")
     p.add_argument("--aging", action="store_true", help="also age the teacher a year and transfer again")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-cases", type=int)

@@ -151,3 +151,70 @@ def test_run_mortal_is_deterministic(tmp_path):
     for r in a[1:]:
         assert 0 <= r["agreement"] <= 1 and r["mean_kl_teacher_student"] >= 0
         assert r["transfer_energy_J"] > 0
+
+
+def test_soften_keeps_the_ranking_and_flattens_the_distribution():
+    from ffsim.mortal import soften
+
+    p = np.array([[0.90, 0.07, 0.03], [0.2, 0.5, 0.3]], dtype=np.float32)
+    assert soften(p, 1.0) is p
+    q = soften(p, 2.0)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-6)
+    # softmax(log p / T) = p^(1/T) / Σ p^(1/T)
+    r = np.sqrt(p.astype(np.float64))
+    np.testing.assert_allclose(q, r / r.sum(axis=1, keepdims=True), rtol=1e-6)
+    assert (q.argsort(axis=1) == p.argsort(axis=1)).all()
+    assert q[0, 0] < p[0, 0]
+    with pytest.raises(ValueError, match="temperature"):
+        soften(p, 0.0)
+
+
+def test_distill_averages_several_teacher_reads():
+    cfg = _small_cfg()
+    teacher = build_model(cfg, 784, 10)
+    oracle = TeacherOracle(teacher)
+    x, _ = _data(100)
+    student = build_model(dataclasses.replace(cfg, fab_seed=2), 784, 10)
+    res = distill(oracle, student, x, epochs=1, batch=50, rng=np.random.default_rng(0), teacher_reads=3)
+    assert res["teacher_queries"] == 3 * len(x) == oracle.queries
+    with pytest.raises(ValueError, match="teacher_reads"):
+        distill(oracle, student, x, epochs=1, batch=50, rng=np.random.default_rng(0), teacher_reads=0)
+
+
+def test_head_temperature_step_is_the_scaled_soft_target_gradient():
+    # the head's step at temperature T equals T x the cross-entropy gradient of softmax(logits / T) against
+    # the softened targets (the T² rule for gradients with respect to logits / T)
+    from ffsim.ff.layer import SoftmaxHead, softmax
+
+    rng = np.random.default_rng(4)
+    hs = [rng.standard_normal((8, 5)).astype(np.float32)]
+    targets = softmax(rng.standard_normal((8, 3)).astype(np.float32))
+    head = SoftmaxHead([5], 3, lr=0.1, weight_cost=0.0, momentum=0.0)
+    head.W[0][...] = rng.standard_normal((5, 3)).astype(np.float32)
+    W0 = head.W[0].copy()
+    T = 3.0
+    logits = head.logits(hs)
+    head.update(hs, softmax(logits / np.float32(T)), targets, T)
+    expected = W0 + 0.1 * T * hs[0].T @ ((targets - softmax(logits / T)) / 8)
+    np.testing.assert_allclose(head.W[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_learns_soft_targets_at_the_head_temperature():
+    # targets that the head already produces at temperature T leave it (almost) unchanged at T, and move it at T = 1
+    from ffsim.mortal import soften
+
+    cfg = FFConfig(layers=(16, 16), epochs=1, profile="ideal", mode="ideal", batch_size=20)
+    x, y = _data(20)
+    moved = {}
+    for T in (1.0, 4.0):
+        model = build_model(cfg, 784, 10)
+        model.head.weight_cost = np.float32(0.0)  # only the error term moves the head
+        rng = np.random.default_rng(7)
+        for W in model.head.W:
+            W[...] = rng.standard_normal(W.shape).astype(np.float32)
+        before = [W.copy() for W in model.head.W]
+        targets = soften(model.predict_softmax(x), 4.0)
+        model.train_step(x, y, np.random.default_rng(0), 1.0, head_targets=targets, head_temperature=T)
+        moved[T] = max(float(np.abs(W - W0).max()) for W, W0 in zip(model.head.W, before, strict=True))
+    assert moved[4.0] < 1e-5, moved
+    assert moved[1.0] > 1e-3, moved

@@ -109,12 +109,16 @@ class FFNetwork(LayeredModel):
 
     # training ----------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float, *,
-                   head_targets: np.ndarray | None = None, negative_probs: np.ndarray | None = None) -> dict:
+                   head_targets: np.ndarray | None = None, negative_probs: np.ndarray | None = None,
+                   head_temperature: float = 1.0) -> dict:
         """One mini-batch of supervised FF; returns statistics (loss, errors, goodness).
 
         ``labels`` are the positive labels.  For distillation, ``head_targets`` (soft targets, rows summing
         to 1) replace the one-hot targets of the softmax head, and ``negative_probs`` (an oracle's class
-        probabilities) replace the network's own prediction when hard negatives are drawn.
+        probabilities) replace the network's own prediction when hard negatives are drawn.  With
+        ``head_temperature`` T > 1 the head learns the soft targets at temperature T (Hinton, Vinyals & Dean
+        2015): its training softmax is softmax(logits / T) and the step is scaled by T (the T² rule of the
+        gradient with respect to logits / T); ``head_targets`` must then already be the softened targets.
         """
         cfg = self.cfg
         B = len(labels)
@@ -140,7 +144,11 @@ class FFNetwork(LayeredModel):
         probs = softmax(logits)
         running_errors = int((probs.argmax(axis=1) != labels).sum())
         head_loss = float(-np.log(probs[np.arange(B), labels] + 1e-30).mean())
-        self.head.update(head_in, probs, targets, gain)
+        if head_temperature == 1.0:
+            self.head.update(head_in, probs, targets, gain)
+        else:
+            self.head.update(head_in, softmax(logits / np.float32(head_temperature)), targets,
+                             gain * head_temperature)
         # negatives
         if cfg.negatives == "hard":
             neg_labels = sample_negative_labels(probs if negative_probs is None else negative_probs, labels, rng)

@@ -10,9 +10,10 @@ from ffsim.mortal.transfer import (
     distill,
     error_rate,
     mean_kl,
+    soften,
     train_on,
     transfer_images,
 )
 
 __all__ = ["TeacherOracle", "agreement", "agreement_on_mistakes", "copy_weights", "distill", "error_rate",
-           "evaluate_probs", "mean_kl", "run_mortal", "train_on", "transfer_images"]
+           "evaluate_probs", "mean_kl", "run_mortal", "soften", "train_on", "transfer_images"]

@@ -68,8 +68,12 @@ def _load_teacher(run_dir: Path):
 def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], teacher_run: str | None = None,
                transfer: str = "train", transfer_size: int | None = None, distill_epochs: int = 10,
                aging: bool = False, test_cases: int | None = None, train_cases: int | None = None,
-               progress: bool = False, log=print) -> dict[str, Any]:
-    """Train (or load) the teacher, then copy, distill and train from scratch on every student chip."""
+               teacher_reads: int = 1, temperature: float = 1.0, progress: bool = False,
+               log=print) -> dict[str, Any]:
+    """Train (or load) the teacher, then copy, distill and train from scratch on every student chip.
+
+    ``teacher_reads`` and ``temperature`` are passed to :func:`~ffsim.mortal.transfer.distill` (teacher
+    inferences averaged per transfer image; temperature of the soft targets)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -112,7 +116,8 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
         # distillation
         student = build_model(scfg, x_tr.shape[1], 10)
         before_t = teacher.ops()
-        res = distill(oracle, student, x_transfer, epochs=distill_epochs, batch=cfg.batch_size, rng=rng)
+        res = distill(oracle, student, x_transfer, epochs=distill_epochs, batch=cfg.batch_size, rng=rng,
+                      teacher_reads=teacher_reads, temperature=temperature)
         d_ops = res["student_ops"] + (teacher.ops() - before_t)
         row = _compare("distilled", evaluate_probs(student, x_te, y_te), t_eval, y_te)
         rows.append({**row, "fab_seed": s, **{f"transfer_{k}": v for k, v in _energy(d_ops, profile).items()}})
@@ -140,14 +145,16 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
         aging_rows.append(_compare("fresh chip re-programmed from the aged teacher", evaluate_probs(reprog, x_te, y_te),
                                    aged, y_te))
         fresh = build_model(scfg, x_tr.shape[1], 10)
-        distill(TeacherOracle(teacher), fresh, x_transfer, epochs=distill_epochs, batch=cfg.batch_size, rng=rng)
+        distill(TeacherOracle(teacher), fresh, x_transfer, epochs=distill_epochs, batch=cfg.batch_size, rng=rng,
+                teacher_reads=teacher_reads, temperature=temperature)
         aging_rows.append(_compare("fresh chip distilled from the aged teacher", evaluate_probs(fresh, x_te, y_te),
                                    aged, y_te))
     results = {
         "kind": "mortal_transfer", "ffsim_version": ffsim.__version__, "config": cfg.as_dict(),
         "profile": profile.name, "profile_hash": profile.profile_hash,
         "seeds": {"seed": cfg.seed, "teacher_fab_seed": cfg.fab_seed, "student_fab_seeds": list(student_fab_seeds)},
-        "transfer": {"kind": transfer, "size": len(x_transfer), "distill_epochs": distill_epochs},
+        "transfer": {"kind": transfer, "size": len(x_transfer), "distill_epochs": distill_epochs,
+                     "teacher_reads": teacher_reads, "temperature": temperature},
         "test_cases": len(y_te), "rows": rows, "aging": aging_rows, "wall_time_s": time.perf_counter() - t_start,
     }
     write_json_atomic(out / "results.json", results)

@@ -19,7 +19,7 @@ import numpy as np
 from ffsim.crossbar import OpCounter
 
 __all__ = ["TeacherOracle", "agreement", "agreement_on_mistakes", "copy_weights", "distill", "error_rate",
-           "mean_kl", "train_on", "transfer_images"]
+           "mean_kl", "soften", "train_on", "transfer_images"]
 
 
 class TeacherOracle:
@@ -99,11 +99,24 @@ def copy_weights(teacher, student) -> None:
         Ws[...] = Wt
 
 
+def soften(probs: np.ndarray, temperature: float, eps: float = 1e-12) -> np.ndarray:
+    """Class probabilities at temperature T: softmax(log p / T) (T = 1 returns ``probs`` unchanged)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature})")
+    if temperature == 1.0:
+        return probs
+    z = np.log(np.clip(probs.astype(np.float64), eps, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def train_on(model, x: np.ndarray, labels: np.ndarray, *, epochs: int, batch: int, rng: np.random.Generator,
-             soft: np.ndarray | None = None) -> OpCounter:
+             soft: np.ndarray | None = None, temperature: float = 1.0) -> OpCounter:
     """``epochs`` of FF on (x, labels) with Hinton's learning-rate schedule; with ``soft`` (class
-    probabilities per case) the head learns those and the negatives are drawn from them.  Returns the
-    model's op delta."""
+    probabilities per case) the head learns those (at ``temperature``) and the negatives are drawn from
+    them (at temperature 1).  Returns the model's op delta."""
+    head_targets = None if soft is None else soften(soft, temperature)
     from ffsim.ff.trainer import lr_gain
 
     before = model.ops()
@@ -116,19 +129,31 @@ def train_on(model, x: np.ndarray, labels: np.ndarray, *, epochs: int, batch: in
             if soft is None:
                 model.train_step(x[idx], labels[idx], rng, gain)
             else:
-                model.train_step(x[idx], labels[idx], rng, gain, head_targets=soft[idx], negative_probs=soft[idx])
+                model.train_step(x[idx], labels[idx], rng, gain, head_targets=head_targets[idx],
+                                 negative_probs=soft[idx], head_temperature=temperature)
     return model.ops() - before
 
 
 def distill(oracle: TeacherOracle, student, x_transfer: np.ndarray, *, epochs: int, batch: int,
-            rng: np.random.Generator, query_batch: int = 1000) -> dict:
+            rng: np.random.Generator, query_batch: int = 1000, teacher_reads: int = 1,
+            temperature: float = 1.0) -> dict:
     """Train ``student`` (an :class:`~ffsim.ff.network.FFNetwork`) from the oracle's outputs on a label-free
-    transfer set.  The oracle labels every transfer image once (one teacher inference per image); the
-    student then trains for ``epochs``: positive label = the teacher's top class, head targets = the
-    teacher's probabilities, negatives drawn from the teacher's probabilities over the other classes."""
-    probs = np.concatenate([oracle(x_transfer[a:a + query_batch]) for a in range(0, len(x_transfer), query_batch)])
-    ops = train_on(student, x_transfer, probs.argmax(axis=1), epochs=epochs, batch=batch, rng=rng, soft=probs)
-    return {"student_ops": ops, "teacher_queries": len(x_transfer)}
+    transfer set.  The oracle labels every transfer image ``teacher_reads`` times (independent teacher
+    inferences, each with its own read and converter noise) and the probabilities are averaged: the
+    teacher's expected function rather than one noisy reading of it.  The student then trains for
+    ``epochs``: positive label = the teacher's top class, head targets = the teacher's probabilities at
+    ``temperature`` (the student's head trained at the same temperature), negatives drawn from the
+    teacher's probabilities over the other classes."""
+    if teacher_reads < 1:
+        raise ValueError(f"teacher_reads must be >= 1 (got {teacher_reads})")
+    probs = np.zeros((len(x_transfer), 0), dtype=np.float32)
+    for _ in range(teacher_reads):
+        p = np.concatenate([oracle(x_transfer[a:a + query_batch]) for a in range(0, len(x_transfer), query_batch)])
+        probs = p.astype(np.float32) if probs.shape[1] == 0 else probs + p
+    probs /= np.float32(teacher_reads)
+    ops = train_on(student, x_transfer, probs.argmax(axis=1), epochs=epochs, batch=batch, rng=rng, soft=probs,
+                   temperature=temperature)
+    return {"student_ops": ops, "teacher_queries": teacher_reads * len(x_transfer)}
 
 
 # ---------------------------------------------------------------------------------------------
