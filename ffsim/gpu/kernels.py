@@ -1,0 +1,771 @@
+"""numba-cuda twins of the crossbar's Numba CPU kernels, each behind a launcher with the CPU signature.
+
+=====================  =====================================  ====================================
+CPU kernel             twin                                   threads
+=====================  =====================================  ====================================
+``dac_convert``        :func:`dac_convert`                    one per row (scale), one per element
+``adc_accumulate``     :func:`adc_accumulate`                 one per output (b, j), tiles in order
+``rebuild_caches``     :func:`rebuild_caches`                 one per cell, then one per row
+``ir_loads``           :func:`ir_loads`                       one per wire and tile
+``column_sums``        :func:`column_sums`                    one per column
+``program_masked``     :func:`program_masked`                 one per cell; counts by atomics
+``pulse_aggregate``    :func:`pulse_aggregate`                one per cell; counts by atomics
+``pulse_exact``        :func:`pulse_exact`                    trains per (b, i); then per cell, sample by sample
+``refresh_pairs``      :func:`refresh_pairs`                  one per cell; counts by atomics
+=====================  =====================================  ====================================
+
+The arrays may be CuPy arrays, numba device arrays or (in the CUDA simulator, or for small checks) numpy
+arrays; the kernels write into them in place, as the CPU kernels do, and the launchers return what the
+CPU kernels return.  Every random number comes from the same ``(key, counter)`` as in the CPU kernel
+(:mod:`ffsim.gpu.rng`), and every operand is converted to the type numba gives it on the CPU, so the
+simulator reproduces the CPU results; the per-row sums (``rowsum``) are accumulated by atomics in
+another order, equal to rounding.  On a GPU the libdevice ``exp``/``log``/``pow`` and FMA contraction
+may change last bits, so GPU and CPU agree in distribution, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+from numba import cuda
+
+from ffsim.devices.physics import (
+    P_A,
+    P_ADD,
+    P_ADN,
+    P_AUP,
+    P_B,
+    P_INV_RANGE,
+    P_INV_SMAX,
+    P_INV_SMIN,
+    P_MODEL,
+    P_REL,
+    P_SMAX,
+    P_SMIN,
+    P_STATE,
+    P_WNOISE,
+)
+from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
+
+__all__ = ["adc_accumulate", "column_sums", "dac_convert", "ir_loads", "namespace", "program_masked",
+           "pulse_aggregate", "pulse_exact", "rebuild_caches", "refresh_pairs"]
+
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+# the simulator runs one Python thread per CUDA thread: small blocks keep tiny test arrays fast
+_T1 = 32 if SIMULATED else 128
+_T2 = (8, 8) if SIMULATED else (32, 8)
+
+_M32 = np.uint64(0xFFFFFFFF)
+_G_PROG = np.uint64(0xA0761D6478BD642F)
+_G_REFRESH = np.uint64(0x9E3779B97F4A7C15)
+_G2 = np.uint64(0xD6E8FEB86659FD93)
+_TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+                    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16])
+_TANH_Q = np.array([4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06])
+
+
+def _launch(kernel, grid, block, *args) -> None:
+    if SIMULATED:  # numpy scalars warn on the uint64 wrap-around the hash functions rely on
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+            kernel[grid, block](*args)
+    else:
+        kernel[grid, block](*args)
+
+
+def _g1(n: int) -> tuple[int]:
+    return (max(1, -(-n // _T1)),)
+
+
+def _g2(n_rows: int, n_cols: int) -> tuple[int, int]:
+    return (max(1, -(-n_cols // _T2[0])), max(1, -(-n_rows // _T2[1])))
+
+
+def _counter():
+    return cuda.to_device(np.zeros(1, dtype=np.int64))
+
+
+def _read(counter) -> int:
+    return int(counter.copy_to_host()[0])
+
+
+def _zero_stride(a) -> bool:
+    return a.size > 1 and all(s == 0 for s in a.strides)
+
+
+_dummy: dict[str, object] = {}
+
+
+def _dummy3():
+    if "f3" not in _dummy:
+        _dummy["f3"] = cuda.to_device(np.zeros((1, 1, 1), dtype=np.float32))
+    return _dummy["f3"]
+
+
+# ----------------------------------------------------------------------------------------------
+# device functions shared by the kernels (twins of the @njit(inline='always') helpers)
+
+
+@cuda.jit(device=True)
+def _lut_eval(table, inv_step, x):
+    x = np.float64(x)
+    if x <= 0.0:
+        return np.float64(table[0])
+    pos = x * np.float64(inv_step)
+    n = table.shape[0] - 1
+    if pos >= n:
+        return np.float64(table[n])
+    k = np.int64(pos)
+    f = pos - np.float64(k)
+    return np.float64(table[k]) + np.float64(np.float32(table[k + 1] - table[k])) * f
+
+
+@cuda.jit(device=True)
+def _dprof(p):
+    return p * (2.0 - p)
+
+
+@cuda.jit(device=True)
+def _poly(c, x):
+    out = 0.0
+    for k in range(c.shape[0] - 1, -1, -1):
+        out = out * x + np.float64(c[k])
+    return out
+
+
+@cuda.jit(device=True)
+def _nu(nu_prm, x, n):
+    lx = math.log(max(np.float64(x), 1e-12))
+    m = min(max(nu_prm[0] * lx + nu_prm[1], nu_prm[2]), nu_prm[3])
+    s = min(max(nu_prm[4] * lx + nu_prm[5], nu_prm[6]), nu_prm[7])
+    return max(np.float64(m + s * n), 0.0)
+
+
+@cuda.jit(device=True)
+def _tanh_rational(x):
+    x = min(max(np.float64(x), -7.90531110763549805), 7.90531110763549805)
+    x2 = x * x
+    p = ((((((_TANH_P[6] * x2 + _TANH_P[5]) * x2 + _TANH_P[4]) * x2 + _TANH_P[3]) * x2 + _TANH_P[2]) * x2
+          + _TANH_P[1]) * x2 + _TANH_P[0]) * x
+    q = ((_TANH_Q[3] * x2 + _TANH_Q[2]) * x2 + _TANH_Q[1]) * x2 + _TANH_Q[0]
+    return p / q
+
+
+@cuda.jit(device=True)
+def _mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
+    model = np.int64(prm[P_MODEL])
+    smax = prm[P_SMAX]
+    g_up = np.float64(g_up)
+    g_dn = np.float64(g_dn)
+    f = 1.0
+    if model == 1:
+        if d > 0:
+            f = 1.0 - g_up * u * prm[P_INV_SMAX]
+        else:
+            f = 1.0 - g_dn * u * prm[P_INV_SMIN]
+    elif model == 2:
+        z = 2.0 * prm[P_A] * u * prm[P_INV_RANGE] + prm[P_B]
+        if d > 0:
+            f = 1.0 - prm[P_AUP] * math.exp(g_up * z)
+        else:
+            f = 1.0 - prm[P_ADN] * math.exp(-g_dn * z)
+    elif model == 3:
+        w = (smax - u) * prm[P_INV_RANGE]
+        w = min(max(w, 0.0), 1.0)
+        if d > 0:
+            f = math.pow(w, g_up)
+        else:
+            f = math.pow(1.0 - w, g_dn)
+    if f < 0.0:
+        f = 0.0
+    if d > 0:
+        return np.float64(dw_up) * f
+    return -np.float64(dw_dn) * f
+
+
+@cuda.jit(device=True)
+def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
+    u = prm[P_SMIN] + np.float64(gval) * R
+    du = _mean_step(prm, u, d, dwu, dwd, gu, gd)
+    std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
+    if std > 0.0:
+        du += std * np.float64(normal32_from_word(w32, key))
+    g = np.float64(gval) + du * prm[P_INV_RANGE]
+    gm = np.float64(gmax)
+    if g < 0.0:
+        g = 0.0
+    elif g > gm:
+        g = gm
+    return g
+
+
+@cuda.jit(device=True)
+def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w):
+    n = 0
+    if mode == 0:
+        if stuck[0, i, j] == 0:
+            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
+                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
+            n = 1
+    elif mode == 1:
+        if stuck[0, i, j] == 0:
+            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
+                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
+            n += 1
+        if stuck[1, i, j] == 0:
+            g[1, i, j] = _step_device(prm, R, g[1, i, j], -d, dwu[1, i, j], dwd[1, i, j], gu[1, i, j],
+                                      gd[1, i, j], gmax[1, i, j], key, mix64(w) & _M32)
+            n += 1
+    else:
+        p = 0 if d > 0 else 1
+        if stuck[p, i, j] == 0:
+            g[p, i, j] = _step_device(prm, R, g[p, i, j], 1, dwu[p, i, j], dwd[p, i, j], gu[p, i, j],
+                                      gd[p, i, j], gmax[p, i, j], key, w & _M32)
+            n = 1
+    return n
+
+
+@cuda.jit(device=True)
+def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
+    s = prm[P_WNOISE]
+    for p in range(wn.shape[0]):
+        if stuck[p, i, j] != 0:
+            continue
+        if mode == 2 and ((d_last > 0 and p == 1) or (d_last < 0 and p == 0)):
+            continue
+        wn[p, i, j] = s * normal_at(key, np.uint64(ctr) + np.uint64(p))
+
+
+@cuda.jit(device=True)
+def _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j):
+    noise = S2c.shape[0] > 0
+    a = np.float32(g[0, i, j] + wn[0, i, j])
+    var = 0.0
+    if noise:
+        sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(a)) * xscale)
+        var = sa * sa
+    b = np.float32(0.0)
+    if g.shape[0] == 2:
+        b = np.float32(g[1, i, j] + wn[1, i, j])
+        if noise:
+            sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(b)) * xscale)
+            var += sb * sb
+    else:
+        b = ref[i, j // coltile]
+    Wc[i, j] = np.float64(np.float32(a - b)) / span
+    if noise:
+        S2c[i, j] = var * t2 / (span * span)
+
+
+# ----------------------------------------------------------------------------------------------
+# periphery
+
+
+@cuda.jit
+def _dac_scale(x, abs_max, bound, scale):
+    b = cuda.grid(1)
+    if b >= x.shape[0]:
+        return
+    s = np.float32(bound)
+    if abs_max:
+        m = np.float32(0.0)
+        for i in range(x.shape[1]):
+            a = abs(x[b, i])
+            if a > m:
+                m = a
+        s = m if m > 0 else np.float32(1.0)
+    scale[b] = s
+
+
+@cuda.jit
+def _dac_apply(x, bits, want_sq, xq, xq2, scale):
+    i, b = cuda.grid(2)
+    if b >= x.shape[0] or i >= x.shape[1]:
+        return
+    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
+    v = np.float32(x[b, i] / scale[b])
+    if bits > 0:
+        if v > 1.0:
+            v = np.float32(1.0)
+        elif v < -1.0:
+            v = np.float32(-1.0)
+        v = np.float32(np.rint(np.float32(v * lev)) / lev)
+    xq[b, i] = v
+    if want_sq:
+        xq2[b, i] = np.float32(v * v)
+
+
+def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale) -> None:
+    """Twin of :func:`ffsim.crossbar.periphery.dac_convert`."""
+    B, n = x.shape
+    _launch(_dac_scale, _g1(B), _T1, x, bool(abs_max), np.float32(bound), scale)
+    _launch(_dac_apply, _g2(B, n), _T2, x, int(bits), bool(want_sq), xq, xq2, scale)
+
+
+@cuda.jit
+def _adc(Z, V, v_on, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound, inv_lsb, lsb,
+         nonlin_on, scale, key, out):
+    j, b = cuda.grid(2)
+    T, B, N = Z.shape
+    if b >= B or j >= N:
+        return
+    sb = scale[b]
+    c = j // coltile
+    inv_bound = np.float32(np.float32(1.0) / bound)
+    acc = np.float32(0.0)
+    for t in range(T):
+        nz = np.float32(0.0)
+        if noise_on:
+            nz = normal_box_muller32(key, np.uint64((t * B + b) * N + t * B + b), N, j)
+        g = gain[t, j]
+        v = V[t, b, j] if v_on else np.float32(0.0)
+        y = np.float32(np.float32(g * np.float32(Z[t, b, j] - ZR[t, b, c])) + off[t, j])
+        y = np.float32(y + np.float32(np.sqrt(np.float32(np.float32(g * g) * v + sigma_adc2)) * nz))
+        if nonlin_on:
+            k = kappa[t, j]
+            yc = np.float32(np.float64(bound) * _tanh_rational(np.float32(np.float32(k * y) * inv_bound))
+                            / np.float64(tanh_kappa[t, j]))
+            y = yc if k > 0.0 else y
+            if bits_on:
+                y = min(max(y, -bound), bound)
+                y = np.float32(np.float32(np.rint(np.float32(y * inv_lsb))) * lsb)
+            y = np.float32(y * sb)
+        elif bits_on:
+            y = min(max(y, -bound), bound)
+            y = np.float32(np.float32(np.float32(np.rint(np.float32(y * inv_lsb))) * lsb) * sb)
+        else:
+            y = np.float32(y * sb)
+        acc = y if t == 0 else np.float32(acc + y)
+    out[b, j] = acc
+
+
+def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound, inv_lsb,
+                   lsb, nonlin_on, scale, key, out) -> None:
+    """Twin of :func:`ffsim.crossbar.periphery.adc_accumulate` (a zero-stride ``V`` means no read noise)."""
+    T, B, N = Z.shape
+    v_on = not _zero_stride(V)
+    _launch(_adc, _g2(B, N), _T2, Z, V if v_on else _dummy3(), v_on, ZR, gain, off, kappa, tanh_kappa, int(coltile),
+            bool(noise_on), np.float32(sigma_adc2), bool(bits_on), np.float32(bound), np.float32(inv_lsb),
+            np.float32(lsb), bool(nonlin_on), scale, np.uint64(key), out)
+
+
+# ----------------------------------------------------------------------------------------------
+# array caches
+
+
+@cuda.jit
+def _ir_rows(g, col_tile, gmin_n, xscale, Lrow):
+    c, i = cuda.grid(2)
+    P, n_in, n_out = g.shape
+    C = Lrow.shape[2]
+    if i >= n_in or c >= C:
+        return
+    j0 = c * col_tile
+    j1 = min(j0 + col_tile, n_out)
+    for p in range(P):
+        s = 0.0
+        for j in range(j0, j1):
+            s += gmin_n + np.float64(g[p, i, j])
+        Lrow[p, i, c] = s * xscale / (j1 - j0)
+
+
+@cuda.jit
+def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
+    t, j = cuda.grid(2)
+    P, n_in, n_out = g.shape
+    T = Lcol.shape[2]
+    if j >= n_out or t >= T:
+        return
+    i0 = t * row_tile
+    i1 = min(i0 + row_tile, n_in)
+    for p in range(P):
+        s = 0.0
+        for i in range(i0, i1):
+            s += gmin_n + np.float64(g[p, i, j])
+        Lcol[p, j, t] = s * xscale / (i1 - i0)
+
+
+@cuda.jit
+def _ir_ref(ref, row_tile, gmin_n, xscale, Lref):
+    c, t = cuda.grid(2)
+    T, C = Lref.shape
+    n_in = ref.shape[0]
+    if t >= T or c >= C:
+        return
+    i0 = t * row_tile
+    i1 = min(i0 + row_tile, n_in)
+    s = 0.0
+    for i in range(i0, i1):
+        s += gmin_n + np.float64(ref[i, c])
+    Lref[t, c] = s * xscale / (i1 - i0)
+
+
+def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref) -> None:
+    """Twin of :func:`ffsim.crossbar.kernels.ir_loads`."""
+    P, n_in, n_out = g.shape
+    C, T = Lrow.shape[2], Lcol.shape[2]
+    gmin_n, xscale = float(gmin_n), float(xscale)
+    _launch(_ir_rows, _g2(n_in, C), _T2, g, int(col_tile), gmin_n, xscale, Lrow)
+    _launch(_ir_cols, _g2(n_out, T), _T2, g, int(row_tile), gmin_n, xscale, Lcol)
+    if Lref.shape[0] > 0:
+        _launch(_ir_ref, _g2(T, C), _T2, ref, int(row_tile), gmin_n, xscale, Lref)
+
+
+@cuda.jit
+def _rebuild_cells(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
+                   Lrow, Lcol, Lref, W, S2):
+    j, i = cuda.grid(2)
+    P, n_in, n_out = g.shape
+    if i >= n_in or j >= n_out:
+        return
+    inv_span = 1.0 / span
+    inv_span2 = inv_span * inv_span
+    t = i // row_tile
+    i0 = t * row_tile
+    nr = min(row_tile, n_in - i0)
+    pc = (nr - (i - i0)) / nr
+    dpc = _dprof(pc)
+    c = j // col_tile
+    j0 = c * col_tile
+    ncl = min(col_tile, n_out - j0)
+    ga = np.float32(g[0, i, j] + wn[0, i, j])
+    att_a = 1.0
+    if kir > 0.0:
+        att_a = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[0, i, c] + dpc * Lcol[0, j, t])
+    gb = np.float32(0.0)
+    att_b = 1.0
+    if P == 2:
+        gb = np.float32(g[1, i, j] + wn[1, i, j])
+        if kir > 0.0:
+            att_b = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[1, i, c] + dpc * Lcol[1, j, t])
+    else:
+        gb = ref[i, c]
+        if kir > 0.0:
+            att_b = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+    if kir > 0.0:
+        W[i, j] = ((gmin_n + np.float64(ga)) * att_a - (gmin_n + np.float64(gb)) * att_b) * inv_span
+    else:
+        W[i, j] = np.float64(np.float32(ga - gb)) * inv_span
+    if noise_on:
+        sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(ga)) * xscale) * att_a
+        var = sa * sa
+        if P == 2:
+            sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(gb)) * xscale) * att_b
+            var += sb * sb
+        S2[i, j] = var * t2 * inv_span2
+
+
+@cuda.jit
+def _rebuild_rows(g, ref, row_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on, Lrow, Lref, S2ref,
+                  rowsum):
+    i = cuda.grid(1)
+    P, n_in, n_out = g.shape
+    if i >= n_in:
+        return
+    rs = 0.0
+    for j in range(n_out):
+        rs += np.float64(g[0, i, j])
+        if P == 2:
+            rs += np.float64(g[1, i, j])
+    rowsum[i] = rs
+    if noise_on and P == 1:
+        inv_span = 1.0 / span
+        inv_span2 = inv_span * inv_span
+        t = i // row_tile
+        i0 = t * row_tile
+        nr = min(row_tile, n_in - i0)
+        dpc = _dprof((nr - (i - i0)) / nr)
+        for c in range(S2ref.shape[1]):
+            att_r = 1.0
+            if kir > 0.0:
+                att_r = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+            sr = _lut_eval(lut, inv_step, (gmin_n + np.float64(ref[i, c])) * xscale) * att_r
+            S2ref[i, c] = sr * sr * t2 * inv_span2
+
+
+def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
+                   Lrow, Lcol, Lref, W, S2, S2ref, rowsum) -> None:
+    """Twin of :func:`ffsim.crossbar.kernels.rebuild_caches`."""
+    P, n_in, n_out = g.shape
+    f = float
+    _launch(_rebuild_cells, _g2(n_in, n_out), _T2, g, wn, ref, int(row_tile), int(col_tile), f(span), f(gmin_n),
+            f(xscale), lut, f(inv_step), f(t2), f(kir), bool(noise_on), Lrow, Lcol, Lref, W, S2)
+    _launch(_rebuild_rows, _g1(n_in), _T1, g, ref, int(row_tile), f(span), f(gmin_n), f(xscale), lut, f(inv_step),
+            f(t2), f(kir), bool(noise_on), Lrow, Lref, S2ref, rowsum)
+
+
+@cuda.jit
+def _colsums(g, out):
+    j = cuda.grid(1)
+    P, n_in, n_out = g.shape
+    if j >= n_out:
+        return
+    s = 0.0
+    for p in range(P):
+        for i in range(n_in):
+            s += np.float64(g[p, i, j])
+    out[j] = s
+
+
+def column_sums(g, out) -> None:
+    """Twin of :func:`ffsim.crossbar.kernels.column_sums`."""
+    _launch(_colsums, _g1(g.shape[2]), _T1, g, out)
+
+
+# ----------------------------------------------------------------------------------------------
+# device updates
+
+
+@cuda.jit(device=True)
+def _write_device(t, gm, levels, prog_poly_n, gmin_n, xscale, key, ctr):
+    gm = np.float64(gm)
+    t = min(max(np.float64(t), 0.0), 1.0)
+    if levels > 0:
+        t = np.rint(t * (levels - 1)) / (levels - 1)
+    t = min(t, gm)
+    sig = max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
+    if sig > 0.0:
+        t = t + sig * normal_at(key, ctr)
+    return min(max(t, 0.0), gm)
+
+
+@cuda.jit
+def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span, gmin_n,
+             xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched, total):
+    j, i = cuda.grid(2)
+    P, n_in, n_out = g.shape
+    if i >= n_in or j >= n_out or not mask[i, j]:
+        return
+    ck = mix64(np.uint64(key) ^ (np.uint64(i * n_out + j) * _G_PROG))
+    wv = np.float64(Wn[i, j])
+    delta = 0.0
+    for p in range(P):
+        if stuck[p, i, j] == 0:
+            target = 0.0
+            if P == 2:
+                target = max(wv, 0.0) if p == 0 else max(-wv, 0.0)
+            else:
+                target = gref0 + wv * span
+            old = np.float64(g[p, i, j])
+            new = _write_device(target, gmax[p, i, j], levels, prog_poly_n, gmin_n, xscale, ck, np.uint64(2 * p))
+            g[p, i, j] = new
+            delta += new - old
+            if wn_on:
+                wn[p, i, j] = 0.0
+            if drift_on:
+                xt = (gmin_n + min(max(target, 0.0), 1.0)) * xscale
+                nu[p, i, j] = _nu(nu_prm, xt, normal_at(ck, np.uint64(2 * p + 1)))
+    if cache_on:
+        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    cuda.atomic.add(rowsum, i, delta)
+    rows_touched[i] = True
+    cuda.atomic.add(total, 0, 1)
+
+
+def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span, gmin_n,
+                   xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched) -> int:
+    """Twin of :func:`ffsim.devices.program.program_masked`; returns the number of cells written."""
+    P, n_in, n_out = g.shape
+    total = _counter()
+    f = float
+    _launch(_program, _g2(n_in, n_out), _T2, Wn, mask, g, gmax, stuck, wn, not _zero_stride(wn), nu, bool(drift_on),
+            nu_prm, prog_poly_n, int(levels), f(gref0), f(span), f(gmin_n), f(xscale), np.uint64(key), bool(cache_on),
+            Wc, S2c, ref, int(coltile), lut, f(inv_step), f(t2), rowsum, rows_touched, total)
+    return _read(total)
+
+
+@cuda.jit
+def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
+               span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+    j, i = cuda.grid(2)
+    n_in, n_out = Etot.shape
+    if i >= n_in or j >= n_out:
+        return
+    lam = np.float32(Etot[i, j])
+    if lam <= 0.0:
+        return
+    c = np.uint64(i * n_out + j)
+    n = poisson_at(key, c, lam)
+    if n == 0:
+        return
+    ck = mix64(np.uint64(key) ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
+    pu = 0.5 * (1.0 + np.float64(np.float32(Enet[i, j] / lam)))
+    s0 = 0.0
+    for p in range(g.shape[0]):
+        s0 += np.float64(g[p, i, j])
+    d = 1
+    pulses = 0
+    for k in range(n):
+        w = word_at(ck, np.uint64(k))
+        d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
+        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
+    s1 = 0.0
+    for p in range(g.shape[0]):
+        s1 += np.float64(g[p, i, j])
+    if prm[P_WNOISE] > 0.0:
+        _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
+    if cache_on:
+        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    cuda.atomic.add(rowsum, i, s1 - s0)
+    cuda.atomic.add(total, 0, pulses)
+
+
+def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                    coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum) -> int:
+    """Twin of :func:`ffsim.devices.pulse.pulse_aggregate`; returns the number of device pulses."""
+    n_in, n_out = Etot.shape
+    total = _counter()
+    f = float
+    _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
+            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
+            f(inv_step), f(t2), rowsum, total)
+    return _read(total)
+
+
+@cuda.jit
+def _fill_trains(P, BL, key, out):
+    i, b = cuda.grid(2)
+    B, n = P.shape
+    if b >= B or i >= n:
+        return
+    p = np.float64(P[b, i])
+    bits = np.uint64(0)
+    if p > 0.0:
+        base = np.uint64((b * n + i) * 64)
+        for t in range(BL[b]):
+            if uniform_at(key, base + np.uint64(t)) < p:
+                bits |= np.uint64(1) << np.uint64(t)
+    out[b, i] = bits
+
+
+@cuda.jit(device=True)
+def _popcount64(v):
+    v = np.uint64(v)
+    v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@cuda.jit
+def _pulse_sample(b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c,
+                  ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+    j, i = cuda.grid(2)
+    n_in = rows.shape[1]
+    n_out = cols.shape[1]
+    if i >= n_in or j >= n_out:
+        return
+    n = _popcount64(rows[b, i] & cols[b, j])
+    if n == 0:
+        return
+    kb = mix64(np.uint64(key) + np.uint64(b + 1) * _G2)
+    d = 1 if Sr[b, i] * Sc[b, j] > 0 else -1
+    ck = mix64(kb ^ np.uint64(i * n_out + j))
+    s0 = 0.0
+    for p in range(g.shape[0]):
+        s0 += np.float64(g[p, i, j])
+    pulses = 0
+    for k in range(n):
+        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, word_at(ck, np.uint64(k)))
+    s1 = 0.0
+    for p in range(g.shape[0]):
+        s1 += np.float64(g[p, i, j])
+    if prm[P_WNOISE] > 0.0:
+        _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
+    if cache_on:
+        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    cuda.atomic.add(rowsum, i, s1 - s0)
+    cuda.atomic.add(total, 0, pulses)
+
+
+def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum) -> int:
+    """Twin of :func:`ffsim.devices.pulse.pulse_exact` (samples one after the other, one launch each)."""
+    from ffsim.devices.rng import mix64 as mix64_host
+
+    B, n_in = Pr.shape
+    n_out = Pc.shape[1]
+    key = np.uint64(key)
+    rows = cuda.device_array((B, n_in), dtype=np.uint64)
+    cols = cuda.device_array((B, n_out), dtype=np.uint64)
+    _launch(_fill_trains, _g2(B, n_in), _T2, Pr, BL, key, rows)
+    _launch(_fill_trains, _g2(B, n_out), _T2, Pc, BL, np.uint64(mix64_host(key ^ np.uint64(0x243F6A8885A308D3))), cols)
+    total = _counter()
+    f = float
+    for b in range(B):
+        _launch(_pulse_sample, _g2(n_in, n_out), _T2, b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm,
+                f(R), int(mode), key, bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
+                f(inv_step), f(t2), rowsum, total)
+    return _read(total)
+
+
+@cuda.jit
+def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
+             xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
+    j, i = cuda.grid(2)
+    n_in, n_out = g.shape[1], g.shape[2]
+    if i >= n_in or j >= n_out:
+        return
+    if stuck[0, i, j] != 0 or stuck[1, i, j] != 0:
+        return
+    g0 = g[0, i, j]
+    g1 = g[1, i, j]
+    if g0 <= thr and g1 <= thr:
+        return
+    k = mix64(np.uint64(key) ^ (np.uint64(i * n_out + j) * _G_REFRESH))
+    wa = np.float32(g[0, i, j] + wn[0, i, j])
+    wb = np.float32(g[1, i, j] + wn[1, i, j])
+    sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(wa)) * xscale) * t_factor
+    sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(wb)) * xscale) * t_factor
+    w = (np.float64(wa) + sa * normal_at(k, np.uint64(0))) - (np.float64(wb) + sb * normal_at(k, np.uint64(1)))
+    ra = min(max(reset_n + reset_std_n * normal_at(k, np.uint64(2)), 0.0), np.float64(gmax[0, i, j]))
+    rb = min(max(reset_n + reset_std_n * normal_at(k, np.uint64(3)), 0.0), np.float64(gmax[1, i, j]))
+    p = 0 if w > 0 else 1
+    base = ra if p == 0 else rb
+    t = base + abs(w)
+    if levels > 0:
+        t = np.rint(t * (levels - 1)) / (levels - 1)
+    gm = np.float64(gmax[p, i, j])
+    t = min(max(t, 0.0), gm)
+    sig = max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
+    new = min(max(t + sig * normal_at(k, np.uint64(4)), 0.0), gm)
+    if p == 0:
+        ra = new
+    else:
+        rb = new
+    g[0, i, j] = ra
+    g[1, i, j] = rb
+    if wn_on:
+        wn[0, i, j] = 0.0
+        wn[1, i, j] = 0.0
+    if drift_on:
+        nu[0, i, j] = _nu(nu_prm, (gmin_n + (t if p == 0 else ra)) * xscale, normal_at(k, np.uint64(5)))
+        nu[1, i, j] = _nu(nu_prm, (gmin_n + (t if p == 1 else rb)) * xscale, normal_at(k, np.uint64(6)))
+    if cache_on:
+        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    cuda.atomic.add(rowsum, i, (ra + rb) - np.float64(np.float32(g0 + g1)))
+    cuda.atomic.add(total, 0, 1)
+
+
+def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
+                  xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum) -> int:
+    """Twin of :func:`ffsim.devices.refresh.refresh_pairs`; returns the number of pairs refreshed."""
+    n_in, n_out = g.shape[1], g.shape[2]
+    total = _counter()
+    f = float
+    wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
+    _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
+            int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
+            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum, total)
+    return _read(total)
+
+
+def namespace() -> SimpleNamespace:
+    """The launchers under the CPU kernels' names (what :attr:`ffsim.backend.Backend.kernels` returns)."""
+    return SimpleNamespace(dac_convert=dac_convert, adc_accumulate=adc_accumulate, rebuild_caches=rebuild_caches,
+                           ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
+                           pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs)
