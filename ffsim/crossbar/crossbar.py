@@ -8,6 +8,13 @@ exponents) is private and must not be read by trainers; ``tests/test_boundary.py
 Two sources of randomness: ``fab_seed`` fixes the chip's fabrication variations for its lifetime (two
 chips from one profile with different seeds are different chips); ``rng`` (a ``numpy.random.Generator``)
 drives run-time noise (programming, reads, pulses, drift exponents, ADC noise).
+
+``backend`` (:func:`ffsim.backend.select_backend`: ``'cpu'``, ``'gpu'``, or from ``$FFSIM_BACKEND``) says
+where the chip's state lives.  On ``'gpu'`` the state arrays are device arrays (CuPy; numpy under the CUDA
+simulator), the GEMMs go through ``xp.matmul`` (cuBLAS) and the physics kernels are the numba-cuda twins
+of :mod:`ffsim.gpu.kernels`; fabrication, full-array programming, drift and verify reads run on the host
+(they are rare) and move the result to the device.  The public methods accept numpy or device arrays and
+return arrays of the backend (numpy on the CPU).  The CPU path is the numpy/Numba code unchanged.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffsim.crossbar.kernels import column_sums, ir_loads, rebuild_caches
+from ffsim.backend import Backend, select_backend
 from ffsim.crossbar.ops import OpCounter
-from ffsim.crossbar.periphery import adc_accumulate, dac_convert, zeros_like_view
+from ffsim.crossbar.periphery import zeros_like_view
 from ffsim.devices.physics import (
     drift_nu_params,
     programming_sigma_uS,
@@ -28,9 +35,6 @@ from ffsim.devices.physics import (
     read_noise_time_factor,
     update_params,
 )
-from ffsim.devices.program import program_masked
-from ffsim.devices.pulse import pulse_aggregate, pulse_exact
-from ffsim.devices.refresh import refresh_pairs
 from ffsim.devices.rng import draw_key
 from ffsim.profiles import HardwareProfile, load_profile
 
@@ -97,6 +101,9 @@ class Crossbar:
     pulse_mode
         ``"aggregate"`` (default; per-cell pulse counts of the whole mini-batch) or ``"exact"`` (every
         pulse slot of every sample simulated); see :mod:`ffsim.devices.pulse`.
+    backend
+        ``"cpu"``, ``"gpu"``, a :class:`~ffsim.backend.Backend`, or None for ``$FFSIM_BACKEND`` (else the
+        CPU); ``"gpu"`` without a GPU falls back to the CPU with a one-line notice.
     """
 
     def __init__(
@@ -109,8 +116,13 @@ class Crossbar:
         rng: np.random.Generator | int,
         w_max: float = 1.0,
         pulse_mode: str = "aggregate",
+        backend: str | Backend | None = None,
     ):
         self.profile = load_profile(profile)
+        self._bk = select_backend(backend)
+        self._xp = self._bk.xp
+        self._cpu = not self._bk.is_gpu
+        self._k = self._bk.kernels
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Crossbar.{name} must be a positive integer (got {v!r})")
@@ -140,6 +152,8 @@ class Crossbar:
         self._gdc_ref: float | None = None
         self._updates_since_refresh = 0
         self._fabricate()
+        if not self._cpu:
+            self._move_state_to_device()
         self._dirty = True
         self._colsum_dirty = True
 
@@ -229,6 +243,27 @@ class Crossbar:
         self._Lcol = np.zeros((P, n_out, T) if kir else (0, 0, 0))
         self._Lref = np.zeros((T, C) if (kir and P == 1) else (0, 0))
 
+    _DEVICE_STATE = ("_W", "_gmax", "_dwu", "_dwd", "_gu", "_gd", "_stuck", "_g", "_ref", "_wn", "_prm", "_lut", "_S2",
+                     "_S2ref", "_rowsum", "_colsum", "_Lrow", "_Lcol", "_Lref", "_nu", "_nu_ref")
+
+    def _move_state_to_device(self) -> None:
+        """GPU backend: the fabricated state (built on the host with numpy) moves to the device once."""
+        for name in self._DEVICE_STATE:
+            v = getattr(self, name, None)
+            if v is not None:
+                setattr(self, name, self._bk.to_device(v))
+        for adc in (self._adc_fwd, self._adc_bwd):
+            for f in ("gain", "off", "kappa", "tanh_kappa"):
+                setattr(adc, f, self._bk.to_device(getattr(adc, f)))
+
+    def _dev(self, a):
+        """A host array as an array of the chip's backend (the array itself on the CPU)."""
+        return a if self._cpu else self._bk.to_device(a)
+
+    def _host(self, a):
+        """An array of the chip's backend as a numpy array (the array itself on the CPU)."""
+        return a if self._cpu else self._bk.to_host(a)
+
     def _fab_adc(self, n_tiles: int, n_out: int, tag: int) -> _ADC:
         a = self.profile.adc
         shape = (n_tiles, n_out)
@@ -246,9 +281,10 @@ class Crossbar:
     def _apply_stuck(self) -> None:
         if self._stuck.strides == (0, 0, 0):
             return
+        xp = self._xp
         self._g[self._stuck == 1] = 0.0
         on = self._stuck == 2
-        self._g[on] = np.broadcast_to(self._gmax, self._g.shape)[on]
+        self._g[on] = xp.broadcast_to(self._gmax, self._g.shape)[on]
 
     # ------------------------------------------------------------------------------------------
     # derived state
@@ -262,11 +298,12 @@ class Crossbar:
             return
         kir = self.profile.tile.ir_drop
         if kir > 0:
-            ir_loads(self._g, self._ref, self._row_tile, self._col_tile, self._gmin_n, self._xscale,
+            self._k.ir_loads(self._g, self._ref, self._row_tile, self._col_tile, self._gmin_n, self._xscale,
                      self._Lrow, self._Lcol, self._Lref)
-        S2 = self._S2 if self._S2 is not None else np.zeros((1, 1), np.float32)
-        S2ref = self._S2ref if self._S2ref is not None else np.zeros((1, 1), np.float32)
-        rebuild_caches(self._g, self._wn, self._ref, self._row_tile, self._col_tile, self._span, self._gmin_n,
+        xp = self._xp
+        S2 = self._S2 if self._S2 is not None else xp.zeros((1, 1), np.float32)
+        S2ref = self._S2ref if self._S2ref is not None else xp.zeros((1, 1), np.float32)
+        self._k.rebuild_caches(self._g, self._wn, self._ref, self._row_tile, self._col_tile, self._span, self._gmin_n,
                        self._xscale, self._lut, self._lut_inv, self._t2(), kir, self._noise_on,
                        self._Lrow, self._Lcol, self._Lref, self._W, S2, S2ref, self._rowsum)
         self._dirty = False
@@ -282,7 +319,7 @@ class Crossbar:
 
     def _col_conductance_S(self) -> np.ndarray:
         if self._colsum_dirty:
-            column_sums(self._g, self._colsum)
+            self._k.column_sums(self._g, self._colsum)
             self._colsum_dirty = False
         return (self._dg * self._colsum + self.profile.device.g_min_uS * self._P * self.in_features) * 1e-6
 
@@ -290,6 +327,8 @@ class Crossbar:
     # input validation
 
     def _batch(self, x: np.ndarray, n: int, name: str) -> tuple[np.ndarray, bool]:
+        if not self._cpu:
+            return self._batch_device(x, n, name)
         a = np.asarray(x)
         if a.ndim not in (1, 2) or a.shape[-1] != n:
             raise ValueError(f"{name} must have shape (batch, {n}) or ({n},), got {a.shape}")
@@ -298,6 +337,15 @@ class Crossbar:
         single = a.ndim == 1
         a = np.ascontiguousarray(a.reshape(1, n) if single else a, dtype=np.float32)
         return a, single
+
+    def _batch_device(self, x, n: int, name: str):
+        a = x if isinstance(x, self._xp.ndarray) else np.asarray(x)
+        if a.ndim not in (1, 2) or a.shape[-1] != n:
+            raise ValueError(f"{name} must have shape (batch, {n}) or ({n},), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+        single = a.ndim == 1
+        return self._bk.to_device(a.reshape(1, n) if single else a, dtype=np.float32), single
 
     # ------------------------------------------------------------------------------------------
     # the chip's operations
@@ -324,11 +372,11 @@ class Crossbar:
         rewritten (selective write-verify, as in mixed-precision training); the others, the reference
         column and the clock are left as they are, and only the rewritten cells are counted.
         """
-        W = np.asarray(W)
+        W = np.asarray(W) if self._cpu else self._bk.to_host(W)
         if W.shape != self.shape:
             raise ValueError(f"program: W must have shape {self.shape}, got {W.shape}")
         if mask is not None:
-            mask = np.asarray(mask)
+            mask = np.asarray(mask) if self._cpu else self._bk.to_host(mask)
             if mask.shape != self.shape or mask.dtype != np.bool_:
                 raise ValueError(f"program: mask must be a boolean array of shape {self.shape}")
             if not np.all(np.isfinite(W[mask])):
@@ -341,9 +389,9 @@ class Crossbar:
             self._updates_since_refresh = 0
         if self._ideal:
             if mask is None:
-                self._W[...] = W / self.w_max
+                self._W[...] = self._dev(W / self.w_max)
             else:
-                self._W[mask] = W[mask] / self.w_max
+                self._W[self._dev(mask)] = self._dev(W[mask] / self.w_max)
             return
         d = self.profile.device
         if mask is not None:
@@ -354,13 +402,13 @@ class Crossbar:
             targets = np.stack([np.maximum(wn, 0.0), np.maximum(-wn, 0.0)])
         else:
             targets = (self._gref0 + wn * self._span)[None]
-        self._g[...] = self._write(targets, self._gmax)
+        self._g[...] = self._dev(self._write(targets, self._host(self._gmax)))
         if self._wn.strides != (0, 0, 0):
             self._wn[...] = 0.0
         self._apply_stuck()
         # reference column: one device per row of each tile, at the reference state
         if self._P == 1:
-            self._ref[...] = self._write(np.full(self._ref.shape, self._gref0), 1.0)
+            self._ref[...] = self._dev(self._write(np.full(self._ref.shape, self._gref0), 1.0))
         self._draw_drift_exponents(targets)
         n_dev = self._P * self.in_features * self.out_features + (self._ref.size if self._P == 1 else 0)
         self._count_programming(n_dev, min(self._row_tile, self.in_features))
@@ -381,20 +429,21 @@ class Crossbar:
         nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
                            dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
         drift_on = self._nu is not None
-        nu = self._nu if drift_on else np.zeros((self._P, 1, 1), np.float32)
+        xp = self._xp
+        nu = self._nu if drift_on else xp.zeros((self._P, 1, 1), np.float32)
         cache_on = p.tile.ir_drop == 0 and not self._dirty
-        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
-        rows = np.zeros(self.in_features, dtype=np.bool_)
-        Wn = np.ascontiguousarray(W, dtype=np.float64) / self.w_max
-        n = program_masked(Wn, np.ascontiguousarray(mask), self._g, self._gmax, self._stuck, self._wn, nu, drift_on,
-                           nu_prm, np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg, d.levels,
-                           self._gref0, self._span, self._gmin_n, self._xscale, draw_key(self._rng), cache_on,
-                           self._W, S2, self._ref, self._col_tile, self._lut, self._lut_inv, self._t2(),
-                           self._rowsum, rows)
+        S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
+        rows = xp.zeros(self.in_features, dtype=np.bool_)
+        Wn = self._dev(np.ascontiguousarray(W, dtype=np.float64) / self.w_max)
+        prog = self._dev(np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg)
+        n = self._k.program_masked(Wn, self._dev(np.ascontiguousarray(mask)), self._g, self._gmax, self._stuck,
+                                   self._wn, nu, drift_on, self._dev(nu_prm), prog, d.levels, self._gref0, self._span,
+                                   self._gmin_n, self._xscale, draw_key(self._rng), cache_on, self._W, S2, self._ref,
+                                   self._col_tile, self._lut, self._lut_inv, self._t2(), self._rowsum, rows)
         if n == 0:
             return
         # rows are written one after another, tiles in parallel
-        per_tile = np.bincount(np.nonzero(rows)[0] // self._row_tile, minlength=len(self._row_tiles))
+        per_tile = np.bincount(np.nonzero(self._host(rows))[0] // self._row_tile, minlength=len(self._row_tiles))
         self._count_programming(self._P * int(n), int(per_tile.max()))
         if not cache_on:
             self._dirty = True
@@ -418,10 +467,11 @@ class Crossbar:
             return
         g_uS = d.g_min_uS + np.clip(targets, 0, None) * self._dg
         mean, std = drift_nu_params(self.profile, g_uS)
-        self._nu = np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0).astype(np.float32)
+        self._nu = self._dev(np.maximum(mean + std * self._rng.standard_normal(mean.shape), 0.0).astype(np.float32))
         if self._P == 1:
-            mean_r, std_r = drift_nu_params(self.profile, d.g_min_uS + self._ref.astype(np.float64) * self._dg)
-            self._nu_ref = np.maximum(mean_r + std_r * self._rng.standard_normal(mean_r.shape), 0.0)
+            ref = self._host(self._ref)
+            mean_r, std_r = drift_nu_params(self.profile, d.g_min_uS + ref.astype(np.float64) * self._dg)
+            self._nu_ref = self._dev(np.maximum(mean_r + std_r * self._rng.standard_normal(mean_r.shape), 0.0))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """What the chip measures for inputs ``x`` (batch × in_features): ≈ ``x @ W``.
@@ -473,38 +523,39 @@ class Crossbar:
     def _mvm(self, x, W, S2, S2ref, in_tiles, adc: _ADC, out_tile: int) -> tuple[np.ndarray, np.ndarray]:
         """DAC → per-tile GEMMs (signal, read variance) → ADC; returns (outputs, Σ_b x_q² per input)."""
         p = self.profile
+        xp = self._xp
         B, n_out = x.shape[0], W.shape[1]
         if B == 0:
-            return np.zeros((0, n_out), dtype=np.float32), np.zeros(x.shape[1])
-        xq = np.empty_like(x)
-        xq2 = np.empty_like(x)
-        scale = np.empty(B, dtype=np.float32)
-        dac_convert(x, p.dac.noise_management == "abs_max", p.dac.bits, np.float32(p.dac.input_bound), True,
+            return xp.zeros((0, n_out), dtype=np.float32), xp.zeros(x.shape[1])
+        xq = xp.empty_like(x)
+        xq2 = xp.empty_like(x)
+        scale = xp.empty(B, dtype=np.float32)
+        self._k.dac_convert(x, p.dac.noise_management == "abs_max", p.dac.bits, np.float32(p.dac.input_bound), True,
                     xq, xq2, scale)
         x2_sum = xq2.sum(axis=0, dtype=np.float64)
         T = len(in_tiles)
         read_noise = S2 is not None
-        Z = np.empty((T, B, n_out), dtype=np.float32)
-        V = np.empty((T, B, n_out), dtype=np.float32) if read_noise else zeros_like_view((T, B, n_out))
+        Z = xp.empty((T, B, n_out), dtype=np.float32)
+        V = xp.empty((T, B, n_out), dtype=np.float32) if read_noise else zeros_like_view((T, B, n_out))
         n_ct = -(-n_out // out_tile)
-        ZR = np.zeros((T, B, n_ct), dtype=np.float32)
+        ZR = xp.zeros((T, B, n_ct), dtype=np.float32)
         for t, (a, b) in enumerate(in_tiles):
-            np.matmul(xq[:, a:b], W[a:b], out=Z[t])
+            xp.matmul(xq[:, a:b], W[a:b], out=Z[t])
             if read_noise:
-                np.matmul(xq2[:, a:b], S2[a:b], out=V[t])
+                xp.matmul(xq2[:, a:b], S2[a:b], out=V[t])
             if S2ref is not None:
                 vr = xq2[:, a:b] @ S2ref[a:b]
-                ZR[t] = np.sqrt(np.maximum(vr, 0.0)) * self._rng.standard_normal(vr.shape, dtype=np.float32)
+                ZR[t] = xp.sqrt(xp.maximum(vr, 0.0)) * self._dev(self._rng.standard_normal(vr.shape, dtype=np.float32))
         a = p.adc
         noise_on = read_noise or a.noise_std > 0
         bits_on = a.bits > 0
         lsb = 2.0 * a.out_bound / (2.0**a.bits - 2.0) if a.bits > 1 else 2.0 * a.out_bound
         key = draw_key(self._rng) if noise_on else np.uint64(0)
         scale *= np.float32(self.w_max * self._gdc_gain)
-        out = np.empty((B, n_out), dtype=np.float32)
-        adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, out_tile, noise_on,
-                       np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
-                       np.float32(lsb), bool(np.any(adc.kappa > 0)), scale, key, out)
+        out = xp.empty((B, n_out), dtype=np.float32)
+        self._k.adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, out_tile, noise_on,
+                               np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
+                               np.float32(lsb), bool(xp.any(adc.kappa > 0)), scale, key, out)
         return out, x2_sum
 
     def pulse_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
@@ -525,6 +576,7 @@ class Crossbar:
         if self._ideal:
             self._W += np.float32(lr / self.w_max) * (xb.T @ db)
             return
+        xp = self._xp
         u = self.profile.update
         if u.model == "none":
             raise RuntimeError(f"profile '{self.profile.name}' has no in-situ update (update.model = 'none'); "
@@ -532,8 +584,8 @@ class Crossbar:
         if lr == 0:
             return
         dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
-        xm = np.abs(xb).max(axis=1).astype(np.float64)
-        dm = np.abs(db).max(axis=1).astype(np.float64)
+        xm = self._host(xp.abs(xb).max(axis=1)).astype(np.float64)
+        dm = self._host(xp.abs(db).max(axis=1)).astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
             raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
@@ -551,13 +603,13 @@ class Crossbar:
             cd = np.sqrt(k * safe_x / safe_d)
         else:
             cx = cd = np.sqrt(k)
-        pr = np.minimum(np.abs(xb) * cx[:, None].astype(np.float32), 1.0)
-        pc = np.minimum(np.abs(db) * cd[:, None].astype(np.float32), 1.0)
+        pr = xp.minimum(xp.abs(xb) * self._dev(cx[:, None].astype(np.float32)), 1.0)
+        pc = xp.minimum(xp.abs(db) * self._dev(cd[:, None].astype(np.float32)), 1.0)
         # without IR drop the kernels keep the caches current cell by cell; with it, rebuild afterwards
         cache_on = self.profile.tile.ir_drop == 0
         if self._dirty:
             self._rebuild()
-        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
+        S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
         common = (self._g, self._gmax, self._dwu, self._dwd, self._gu, self._gd, self._stuck, self._wn, self._prm,
                   self._R, self._mode, draw_key(self._rng), cache_on, self._W, S2, self._ref, self._col_tile,
                   self._span, self._gmin_n, self._xscale, self._lut, self._lut_inv, self._t2(), self._rowsum)
@@ -565,14 +617,15 @@ class Crossbar:
             if BL.max(initial=0) > 64:
                 raise ValueError(f"pulse_mode 'exact' supports trains up to 64 slots (update.max_pulses = "
                                  f"{u.max_pulses})")
-            n = pulse_exact(pr, pc, np.sign(xb).astype(np.int8), np.sign(db).astype(np.int8), BL, *common)
+            n = self._k.pulse_exact(pr, pc, xp.sign(xb).astype(np.int8), xp.sign(db).astype(np.int8), self._dev(BL),
+                                    *common)
         else:
-            sq = np.sqrt(BL.astype(np.float32))[:, None]
+            sq = self._dev(np.sqrt(BL.astype(np.float32))[:, None])
             A = pr * sq
             Cm = pc * sq
             e_tot = A.T @ Cm
-            e_net = (A * np.sign(xb)).T @ (Cm * np.sign(db))
-            n = pulse_aggregate(e_tot, e_net, *common)
+            e_net = (A * xp.sign(xb)).T @ (Cm * xp.sign(db))
+            n = self._k.pulse_aggregate(e_tot, e_net, *common)
         if not cache_on:
             self._dirty = True
         self._colsum_dirty = True
@@ -592,15 +645,16 @@ class Crossbar:
         nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
                            dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
         drift_on = self._nu is not None
-        nu = self._nu if drift_on else np.zeros((2, 1, 1), np.float32)
-        prog = np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg
+        xp = self._xp
+        nu = self._nu if drift_on else xp.zeros((2, 1, 1), np.float32)
+        prog = self._dev(np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg)
         cache_on = p.tile.ir_drop == 0
-        S2 = self._S2 if self._S2 is not None else np.zeros((0, 0), np.float32)
-        n = refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, nu_prm, prog, d.levels,
-                          u.refresh_threshold, (u.reset_state - u.state_min) / self._R, u.reset_std / self._R,
-                          self._gmin_n, self._xscale, self._lut, self._lut_inv, math.sqrt(self._t2()),
-                          draw_key(self._rng), cache_on, self._W, S2, self._ref, self._col_tile, self._span,
-                          self._t2(), self._rowsum)
+        S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
+        n = self._k.refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, self._dev(nu_prm), prog,
+                                  d.levels, u.refresh_threshold, (u.reset_state - u.state_min) / self._R,
+                                  u.reset_std / self._R, self._gmin_n, self._xscale, self._lut, self._lut_inv,
+                                  math.sqrt(self._t2()), draw_key(self._rng), cache_on, self._W, S2, self._ref,
+                                  self._col_tile, self._span, self._t2(), self._rowsum)
         if n == 0:
             return
         wv = p.cost.write_verify_pulses
@@ -623,26 +677,33 @@ class Crossbar:
         self.ops.macs += n_in * n_out
         if self._ideal:
             return (self._W * self.w_max).astype(np.float32)
+        if not self._cpu:  # verify reads are rare: measured on the host, the result moved to the device
+            return self._dev(self._read_weights_host())
+        return self._read_weights_host()
+
+    def _read_weights_host(self) -> np.ndarray:
+        n_in, n_out = self.shape
+        lut, g, ref = self._host(self._lut), self._host(self._g), self._host(self._ref)
         t_f = math.sqrt(self._t2())
-        x_grid = np.linspace(0, (self._lut.size - 1) / self._lut_inv, self._lut.size)
-        wn = self._wn
+        x_grid = np.linspace(0, (lut.size - 1) / self._lut_inv, lut.size)
+        wn = self._host(self._wn)
 
         def read(gv: np.ndarray) -> np.ndarray:
             gv = gv.astype(np.float64)
             if not self._noise_on:
                 return gv
-            sig = np.interp((self._gmin_n + gv) * self._xscale, x_grid, self._lut) * t_f
+            sig = np.interp((self._gmin_n + gv) * self._xscale, x_grid, lut) * t_f
             return gv + sig * self._rng.standard_normal(gv.shape)
 
-        a = read(self._g[0] + wn[0])
+        a = read(g[0] + wn[0])
         if self._P == 2:
-            b = read(self._g[1] + wn[1])
+            b = read(g[1] + wn[1])
         else:
-            b = np.repeat(read(self._ref), [hi - lo for lo, hi in self._col_tiles], axis=1)
-        n_dev = self._P * n_in * n_out + (self._ref.size if self._P == 1 else 0)
+            b = np.repeat(read(ref), [hi - lo for lo, hi in self._col_tiles], axis=1)
+        n_dev = self._P * n_in * n_out + (ref.size if self._P == 1 else 0)
         self.ops.cell_reads += n_dev
         self.ops.adc_conversions += n_dev
-        g_sum = (self._dg * (self._g.sum(dtype=np.float64) + (self._ref.sum(dtype=np.float64) if self._P == 1 else 0))
+        g_sum = (self._dg * (g.sum(dtype=np.float64) + (ref.sum(dtype=np.float64) if self._P == 1 else 0))
                  + self.profile.device.g_min_uS * n_dev) * 1e-6
         self.ops.read_charge_S_s += g_sum * self.profile.cost.integration_time_ns * 1e-9
         return (self.w_max * (a - b) / self._span).astype(np.float32)
@@ -664,12 +725,13 @@ class Crossbar:
         if dr.model != "none" and self._nu is not None and t_new > dr.t0_s:
             ratio = max(t_new, dr.t0_s) / max(t_old, dr.t0_s)
             lr = np.float32(math.log(ratio))
+            xp = self._xp
             moving = self._stuck == 0
             G = self._gmin_n + self._g
-            G *= np.exp(-self._nu * lr)
-            self._g[...] = np.where(moving, G - self._gmin_n, self._g)
+            G *= xp.exp(-self._nu * lr)
+            self._g[...] = xp.where(moving, G - self._gmin_n, self._g)
             if self._P == 1:
-                Gr = (self._gmin_n + self._ref) * np.exp(-self._nu_ref * lr)
+                Gr = (self._gmin_n + self._ref) * xp.exp(-self._nu_ref * lr)
                 self._ref[...] = Gr - self._gmin_n
         self._dirty = True
         if compensate:
@@ -685,7 +747,7 @@ class Crossbar:
     def _gdc_measure(self, reads: int = 8) -> float:
         """Mean Σ_j |y_j| for an all-ones input, measured through the chip (counted as MVMs)."""
         y = self.forward(np.ones((reads, self.in_features), dtype=np.float32))
-        return float(np.abs(y).sum(axis=1).mean())
+        return float(self._xp.abs(y).sum(axis=1).mean())
 
     # ------------------------------------------------------------------------------------------
     # checkpointing (infrastructure, not a trainer-facing operation)
@@ -701,6 +763,8 @@ class Crossbar:
                 v = getattr(self, name)
                 if v is not None:
                     arrays[name[1:]] = v
+        if not self._cpu:
+            arrays = {k: self._host(v) for k, v in arrays.items()}
         scalars = {"t": self._t, "gdc_gain": self._gdc_gain, "gdc_ref": self._gdc_ref,
                    "updates_since_refresh": self._updates_since_refresh, "dirty": self._dirty,
                    "colsum_dirty": self._colsum_dirty, "rng": self._rng.bit_generator.state,
@@ -711,10 +775,10 @@ class Crossbar:
         for name, v in arrays.items():
             attr = "_" + name
             cur = getattr(self, attr, None)
-            if isinstance(cur, np.ndarray) and cur.shape == v.shape:
-                cur[...] = v
+            if isinstance(cur, self._xp.ndarray) and cur.shape == v.shape:
+                cur[...] = self._dev(v)
             else:
-                setattr(self, attr, np.array(v))
+                setattr(self, attr, self._dev(np.array(v)))
         self._t = float(scalars["t"])
         self._gdc_gain = float(scalars["gdc_gain"])
         self._gdc_ref = None if scalars["gdc_ref"] is None else float(scalars["gdc_ref"])

@@ -1,0 +1,125 @@
+"""The array-backend seam and the GPU twin, tested without a GPU.
+
+* backend selection: argument, ``FFSIM_BACKEND``, a bad value's error, the one-line CPU fallback;
+* the CPU path imports neither numba.cuda nor CuPy;
+* ``tests/gpu_sim`` (kernel twins and a Crossbar on 'gpu') in a subprocess with the CUDA simulator
+  (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba is imported);
+* on a machine with a GPU (CuPy and numba.cuda), a Crossbar on the GPU against the CPU; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffsim import Crossbar, backend
+from ffsim.backend import ENV_VAR, requested_backend, select_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """A process state in which no backend was selected yet."""
+    monkeypatch.setattr(backend, "_cache", {})
+    monkeypatch.setattr(backend, "_notice_printed", False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return monkeypatch
+
+
+def test_default_is_cpu(fresh):
+    b = select_backend()
+    assert (b.name, b.xp, b.simulated, b.is_gpu) == ("cpu", np, False, False)
+    a = np.arange(3.0)
+    assert b.to_host(b.to_device(a)) is a
+
+
+def test_name_from_argument_then_environment(fresh):
+    fresh.setenv(ENV_VAR, "cpu")
+    assert requested_backend() == "cpu"
+    fresh.setenv(ENV_VAR, " GPU ")
+    assert requested_backend() == "gpu"
+    assert requested_backend("cpu") == "cpu"
+    fresh.setenv(ENV_VAR, "")
+    assert requested_backend() == "cpu"
+
+
+def test_bad_environment_value_names_the_variable_and_the_choices(fresh):
+    fresh.setenv(ENV_VAR, "tpu")
+    with pytest.raises(ValueError, match=r"FFSIM_BACKEND='tpu'.*allowed values: cpu, gpu"):
+        select_backend()
+    with pytest.raises(ValueError, match=r"'cuda'.*cpu, gpu.*FFSIM_BACKEND"):
+        select_backend("cuda")
+
+
+def test_gpu_without_a_gpu_falls_back_with_one_line(fresh, capsys):
+    fresh.setattr(backend, "_probe_gpu", lambda: (None, False, "test: none here"))
+    fresh.setenv(ENV_VAR, "gpu")
+    assert select_backend().name == "cpu"
+    assert select_backend("gpu").name == "cpu"
+    chip = Crossbar("ideal", 3, 2, fab_seed=1, rng=0)
+    assert not chip._bk.is_gpu
+    err = capsys.readouterr().err
+    assert err == "ffsim: no CUDA GPU found (test: none here); running on the CPU\n"
+
+
+def test_cpu_path_imports_no_cuda():
+    code = ("import ffsim, sys, numpy as np\n"
+            "from ffsim import Crossbar\n"
+            "c = Crossbar('pcm', 5, 3, fab_seed=1, rng=0, backend='cpu')\n"
+            "c.program(np.zeros((5, 3))); c.forward(np.ones((2, 5)))\n"
+            "c.pulse_update(np.ones((2, 5)), np.ones((2, 3)), 0.1)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('numba.cuda', 'cupy'))))\n")
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "NUMBA_ENABLE_CUDASIM")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_cuda_twins_in_the_simulator(tmp_path):
+    """tests/gpu_sim under NUMBA_ENABLE_CUDASIM=1: each twin equals its CPU kernel, a 'gpu' Crossbar its CPU
+    twin (about 30 s on 2 cores)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env.pop(ENV_VAR, None)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+                        str(tmp_path / "sim"), "tests/gpu_sim"], capture_output=True, text=True, env=env, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout and "skipped" not in r.stdout.splitlines()[-1]
+
+
+def _real_gpu():
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return None
+    xp, simulated, _ = backend._probe_gpu()
+    return None if xp is None or simulated else select_backend("gpu")
+
+
+@pytest.mark.parametrize("name", ["ideal", "pcm", "ecram"])
+def test_real_gpu_chip_agrees_with_cpu_chip(name):
+    """Same seeds on a real GPU: the twins draw the same numbers, but libdevice's exp/log and FMA contraction
+    may move last bits (and so flip an ADC level now and then): most outputs agree, their spread too."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    chips = [Crossbar(name, 300, 200, fab_seed=1, rng=3, backend=b) for b in ("cpu", bk)]
+    rng = np.random.default_rng(0)
+    W = rng.uniform(-0.5, 0.5, (300, 200)).astype(np.float32)
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    ys = []
+    for c in chips:
+        r = np.random.default_rng(1)
+        c.program(W)
+        if name != "ideal":
+            c.pulse_update(x, 0.1 * r.standard_normal((64, 200)).astype(np.float32), lr=0.05)
+        ys.append(bk.to_host(c.forward(x)))
+    if name == "ideal":
+        np.testing.assert_allclose(ys[1], ys[0], rtol=1e-4, atol=1e-4)
+        return
+    assert np.mean(np.isclose(ys[1], ys[0], rtol=1e-5, atol=1e-5)) > 0.95
+    assert abs(ys[1].std() / ys[0].std() - 1) < 0.02
