@@ -4,6 +4,9 @@
 * the CPU path imports neither numba.cuda nor CuPy;
 * ``tests/gpu_sim`` (kernel twins and a Crossbar on 'gpu') in a subprocess with the CUDA simulator
   (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba is imported);
+* every CUDA kernel compiled to PTX by NVVM, as on a real GPU (the simulator runs the Python source and
+  misses what numba-cuda cannot type); needs libNVVM only, no GPU, e.g. ``pip install nvidia-cuda-nvcc-cu12``
+  and ``CUDA_HOME=<site-packages>/nvidia/cuda_nvcc``; skipped where numba finds no NVVM;
 * on a machine with a GPU (CuPy and numba.cuda), a Crossbar on the GPU against the CPU; skipped otherwise.
 """
 
@@ -123,3 +126,72 @@ def test_real_gpu_chip_agrees_with_cpu_chip(name):
         return
     assert np.mean(np.isclose(ys[1], ys[0], rtol=1e-5, atol=1e-5)) > 0.95
     assert abs(ys[1].std() / ys[0].std() - 1) < 0.02
+
+
+def _ptx_signatures():
+    from numba import types
+
+    f32, f64, i8, u64, i64, b1 = types.float32, types.float64, types.int8, types.uint64, types.int64, types.boolean
+
+    def A(dt, nd):
+        return types.Array(dt, nd, "C")
+
+    cells = (A(f32, 2), A(f32, 2), A(f32, 2), i64, A(f32, 1), f64, f64, A(f64, 1))
+    dev = (A(f32, 3),) * 5 + (A(i8, 3), A(f32, 3), A(f64, 1), f64, i64, u64, b1)  # gmax .. cache_on
+    return {
+        "_dac_scale": (A(f32, 2), b1, f32, A(f32, 1)),
+        "_dac_apply": (A(f32, 2), i64, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
+        "_adc": (A(f32, 3), A(f32, 3), b1, A(f32, 3)) + (A(f32, 2),) * 4 + (i64, b1, f32, b1, f32, f32, f32, b1,
+                                                                          A(f32, 1), u64, A(f32, 2)),
+        "_ir_rows": (A(f32, 3), i64, f64, f64, A(f64, 3)),
+        "_ir_cols": (A(f32, 3), i64, f64, f64, A(f64, 3)),
+        "_ir_ref": (A(f32, 2), i64, f64, f64, A(f64, 2)),
+        "_rebuild_cells": (A(f32, 3), A(f32, 3), A(f32, 2), i64, i64, f64, f64, f64, A(f32, 1), f64, f64, f64, b1,
+                           A(f64, 3), A(f64, 3), A(f64, 2), A(f32, 2), A(f32, 2)),
+        "_rebuild_rows": (A(f32, 3), A(f32, 2), i64, f64, f64, f64, A(f32, 1), f64, f64, f64, b1, A(f64, 3),
+                          A(f64, 2), A(f32, 2), A(f64, 1)),
+        "_colsums": (A(f32, 3), A(f64, 1)),
+        "_program": (A(f64, 2), A(b1, 2), A(f32, 3), A(f32, 3), A(i8, 3), A(f32, 3), b1, A(f32, 3), b1, A(f64, 1),
+                     A(f64, 1), i64, f64, f64, f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, A(f32, 1), f64,
+                     f64, A(f64, 1), A(b1, 1), A(i64, 1)),
+        "_pulse_agg": (A(f32, 2), A(f32, 2), A(f32, 3)) + dev + cells[:3] + (i64, f64, f64, f64, A(f32, 1), f64, f64,
+                                                                              A(f64, 1), A(i64, 1)),
+        "_fill_trains": (A(f32, 2), A(i64, 1), u64, A(u64, 2)),
+        "_pulse_sample": (i64, A(u64, 2), A(u64, 2), A(i8, 2), A(i8, 2), A(f32, 3)) + dev + cells[:3]
+        + (i64, f64, f64, f64, A(f32, 1), f64, f64, A(f64, 1), A(i64, 1)),
+        "_refresh": (A(f32, 3), A(f32, 3), b1, A(f32, 3), A(i8, 3), A(f32, 3), b1, A(f64, 1), A(f64, 1), i64, f64,
+                     f64, f64, f64, f64, A(f32, 1), f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, f64,
+                     f64, A(f64, 1), A(i64, 1)),
+    }
+
+
+def test_cuda_twins_compile_to_ptx(monkeypatch):
+    """Type inference and lowering as numba-cuda does them for a GPU (sm_90), without a GPU."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("the CUDA simulator compiles nothing")
+    from numba import cuda
+
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+
+        NVVM()
+    except Exception as e:  # noqa: BLE001 - any failure to load libNVVM
+        pytest.skip(f"no libNVVM for numba ({type(e).__name__}); set CUDA_HOME to a CUDA toolkit or nvidia-cuda-nvcc")
+    from types import SimpleNamespace
+
+    import numba.cuda.compiler
+    import numba.cuda.dispatcher
+
+    from ffsim.gpu import kernels
+
+    # device functions are compiled for the current device's compute capability: pretend an H100
+    fake = SimpleNamespace(compute_capability=(9, 0))
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: fake)
+    monkeypatch.setattr(numba.cuda.compiler, "get_current_device", lambda: fake)
+    sigs = _ptx_signatures()
+    for name, sig in sigs.items():
+        ptx, _ = cuda.compile_ptx(getattr(kernels, name).py_func, sig, cc=(9, 0))
+        assert ".visible .entry" in ptx, name
+    launched = {n for n in dir(kernels) if isinstance(getattr(kernels, n), type(kernels._adc))
+                and not getattr(kernels, n).targetoptions.get("device")}
+    assert launched == set(sigs), launched ^ set(sigs)

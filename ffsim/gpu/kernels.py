@@ -59,6 +59,16 @@ SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 _T1 = 32 if SIMULATED else 128
 _T2 = (8, 8) if SIMULATED else (32, 8)
 
+# Functions with no CUDA lowering of the numpy ufunc: libdevice on a GPU; in the simulator the numpy ufunc,
+# which is what the CPU kernels compute (float32 rint of a float32, ...).
+if SIMULATED:
+    _rint = _rintf = np.rint
+else:
+    from numba.cuda import libdevice
+
+    _rint = libdevice.rint
+    _rintf = libdevice.rintf
+
 _M32 = np.uint64(0xFFFFFFFF)
 _G_PROG = np.uint64(0xA0761D6478BD642F)
 _G_REFRESH = np.uint64(0x9E3779B97F4A7C15)
@@ -111,6 +121,23 @@ def _dummy3():
 
 
 @cuda.jit(device=True)
+def _min(a, b):
+    """Python's ``min(a, b)`` (numba 0.68's overload of the builtin does not compile for CUDA)."""
+    return b if b < a else a
+
+
+@cuda.jit(device=True)
+def _max(a, b):
+    return b if b > a else a
+
+
+@cuda.jit(device=True)
+def _sqrtf(x):
+    """float32 square root (correctly rounded: equal to numpy's and to Numba's on the CPU)."""
+    return np.float32(math.sqrt(x))
+
+
+@cuda.jit(device=True)
 def _lut_eval(table, inv_step, x):
     x = np.float64(x)
     if x <= 0.0:
@@ -139,15 +166,15 @@ def _poly(c, x):
 
 @cuda.jit(device=True)
 def _nu(nu_prm, x, n):
-    lx = math.log(max(np.float64(x), 1e-12))
-    m = min(max(nu_prm[0] * lx + nu_prm[1], nu_prm[2]), nu_prm[3])
-    s = min(max(nu_prm[4] * lx + nu_prm[5], nu_prm[6]), nu_prm[7])
-    return max(np.float64(m + s * n), 0.0)
+    lx = math.log(_max(np.float64(x), 1e-12))
+    m = _min(_max(nu_prm[0] * lx + nu_prm[1], nu_prm[2]), nu_prm[3])
+    s = _min(_max(nu_prm[4] * lx + nu_prm[5], nu_prm[6]), nu_prm[7])
+    return _max(np.float64(m + s * n), 0.0)
 
 
 @cuda.jit(device=True)
 def _tanh_rational(x):
-    x = min(max(np.float64(x), -7.90531110763549805), 7.90531110763549805)
+    x = _min(_max(np.float64(x), -7.90531110763549805), 7.90531110763549805)
     x2 = x * x
     p = ((((((_TANH_P[6] * x2 + _TANH_P[5]) * x2 + _TANH_P[4]) * x2 + _TANH_P[3]) * x2 + _TANH_P[2]) * x2
           + _TANH_P[1]) * x2 + _TANH_P[0]) * x
@@ -175,7 +202,7 @@ def _mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
             f = 1.0 - prm[P_ADN] * math.exp(-g_dn * z)
     elif model == 3:
         w = (smax - u) * prm[P_INV_RANGE]
-        w = min(max(w, 0.0), 1.0)
+        w = _min(_max(w, 0.0), 1.0)
         if d > 0:
             f = math.pow(w, g_up)
         else:
@@ -293,7 +320,7 @@ def _dac_apply(x, bits, want_sq, xq, xq2, scale):
             v = np.float32(1.0)
         elif v < -1.0:
             v = np.float32(-1.0)
-        v = np.float32(np.rint(np.float32(v * lev)) / lev)
+        v = np.float32(_rintf(np.float32(v * lev)) / lev)
     xq[b, i] = v
     if want_sq:
         xq2[b, i] = np.float32(v * v)
@@ -324,19 +351,19 @@ def _adc(Z, V, v_on, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_
         g = gain[t, j]
         v = V[t, b, j] if v_on else np.float32(0.0)
         y = np.float32(np.float32(g * np.float32(Z[t, b, j] - ZR[t, b, c])) + off[t, j])
-        y = np.float32(y + np.float32(np.sqrt(np.float32(np.float32(g * g) * v + sigma_adc2)) * nz))
+        y = np.float32(y + np.float32(_sqrtf(np.float32(np.float32(g * g) * v + sigma_adc2)) * nz))
         if nonlin_on:
             k = kappa[t, j]
             yc = np.float32(np.float64(bound) * _tanh_rational(np.float32(np.float32(k * y) * inv_bound))
                             / np.float64(tanh_kappa[t, j]))
             y = yc if k > 0.0 else y
             if bits_on:
-                y = min(max(y, -bound), bound)
-                y = np.float32(np.float32(np.rint(np.float32(y * inv_lsb))) * lsb)
+                y = _min(_max(y, -bound), bound)
+                y = np.float32(np.float32(_rintf(np.float32(y * inv_lsb))) * lsb)
             y = np.float32(y * sb)
         elif bits_on:
-            y = min(max(y, -bound), bound)
-            y = np.float32(np.float32(np.float32(np.rint(np.float32(y * inv_lsb))) * lsb) * sb)
+            y = _min(_max(y, -bound), bound)
+            y = np.float32(np.float32(np.float32(_rintf(np.float32(y * inv_lsb))) * lsb) * sb)
         else:
             y = np.float32(y * sb)
         acc = y if t == 0 else np.float32(acc + y)
@@ -365,7 +392,7 @@ def _ir_rows(g, col_tile, gmin_n, xscale, Lrow):
     if i >= n_in or c >= C:
         return
     j0 = c * col_tile
-    j1 = min(j0 + col_tile, n_out)
+    j1 = _min(j0 + col_tile, n_out)
     for p in range(P):
         s = 0.0
         for j in range(j0, j1):
@@ -381,7 +408,7 @@ def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
     if j >= n_out or t >= T:
         return
     i0 = t * row_tile
-    i1 = min(i0 + row_tile, n_in)
+    i1 = _min(i0 + row_tile, n_in)
     for p in range(P):
         s = 0.0
         for i in range(i0, i1):
@@ -397,7 +424,7 @@ def _ir_ref(ref, row_tile, gmin_n, xscale, Lref):
     if t >= T or c >= C:
         return
     i0 = t * row_tile
-    i1 = min(i0 + row_tile, n_in)
+    i1 = _min(i0 + row_tile, n_in)
     s = 0.0
     for i in range(i0, i1):
         s += gmin_n + np.float64(ref[i, c])
@@ -426,12 +453,12 @@ def _rebuild_cells(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
     inv_span2 = inv_span * inv_span
     t = i // row_tile
     i0 = t * row_tile
-    nr = min(row_tile, n_in - i0)
+    nr = _min(row_tile, n_in - i0)
     pc = (nr - (i - i0)) / nr
     dpc = _dprof(pc)
     c = j // col_tile
     j0 = c * col_tile
-    ncl = min(col_tile, n_out - j0)
+    ncl = _min(col_tile, n_out - j0)
     ga = np.float32(g[0, i, j] + wn[0, i, j])
     att_a = 1.0
     if kir > 0.0:
@@ -477,7 +504,7 @@ def _rebuild_rows(g, ref, row_tile, span, gmin_n, xscale, lut, inv_step, t2, kir
         inv_span2 = inv_span * inv_span
         t = i // row_tile
         i0 = t * row_tile
-        nr = min(row_tile, n_in - i0)
+        nr = _min(row_tile, n_in - i0)
         dpc = _dprof((nr - (i - i0)) / nr)
         for c in range(S2ref.shape[1]):
             att_r = 1.0
@@ -523,14 +550,14 @@ def column_sums(g, out) -> None:
 @cuda.jit(device=True)
 def _write_device(t, gm, levels, prog_poly_n, gmin_n, xscale, key, ctr):
     gm = np.float64(gm)
-    t = min(max(np.float64(t), 0.0), 1.0)
+    t = _min(_max(np.float64(t), 0.0), 1.0)
     if levels > 0:
-        t = np.rint(t * (levels - 1)) / (levels - 1)
-    t = min(t, gm)
-    sig = max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
+        t = _rint(t * (levels - 1)) / (levels - 1)
+    t = _min(t, gm)
+    sig = _max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
     if sig > 0.0:
         t = t + sig * normal_at(key, ctr)
-    return min(max(t, 0.0), gm)
+    return _min(_max(t, 0.0), gm)
 
 
 @cuda.jit
@@ -547,7 +574,7 @@ def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_pol
         if stuck[p, i, j] == 0:
             target = 0.0
             if P == 2:
-                target = max(wv, 0.0) if p == 0 else max(-wv, 0.0)
+                target = _max(wv, 0.0) if p == 0 else _max(-wv, 0.0)
             else:
                 target = gref0 + wv * span
             old = np.float64(g[p, i, j])
@@ -557,7 +584,7 @@ def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_pol
             if wn_on:
                 wn[p, i, j] = 0.0
             if drift_on:
-                xt = (gmin_n + min(max(target, 0.0), 1.0)) * xscale
+                xt = (gmin_n + _min(_max(target, 0.0), 1.0)) * xscale
                 nu[p, i, j] = _nu(nu_prm, xt, normal_at(ck, np.uint64(2 * p + 1)))
     if cache_on:
         _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
@@ -722,17 +749,17 @@ def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, level
     sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(wa)) * xscale) * t_factor
     sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(wb)) * xscale) * t_factor
     w = (np.float64(wa) + sa * normal_at(k, np.uint64(0))) - (np.float64(wb) + sb * normal_at(k, np.uint64(1)))
-    ra = min(max(reset_n + reset_std_n * normal_at(k, np.uint64(2)), 0.0), np.float64(gmax[0, i, j]))
-    rb = min(max(reset_n + reset_std_n * normal_at(k, np.uint64(3)), 0.0), np.float64(gmax[1, i, j]))
+    ra = _min(_max(reset_n + reset_std_n * normal_at(k, np.uint64(2)), 0.0), np.float64(gmax[0, i, j]))
+    rb = _min(_max(reset_n + reset_std_n * normal_at(k, np.uint64(3)), 0.0), np.float64(gmax[1, i, j]))
     p = 0 if w > 0 else 1
     base = ra if p == 0 else rb
     t = base + abs(w)
     if levels > 0:
-        t = np.rint(t * (levels - 1)) / (levels - 1)
+        t = _rint(t * (levels - 1)) / (levels - 1)
     gm = np.float64(gmax[p, i, j])
-    t = min(max(t, 0.0), gm)
-    sig = max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
-    new = min(max(t + sig * normal_at(k, np.uint64(4)), 0.0), gm)
+    t = _min(_max(t, 0.0), gm)
+    sig = _max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
+    new = _min(_max(t + sig * normal_at(k, np.uint64(4)), 0.0), gm)
     if p == 0:
         ra = new
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -28,6 +29,8 @@ _C = np.array([1.0, -1 / 2, 1 / 24, -1 / 720, 1 / 40320, -1 / 3628800, 1 / 47900
 _LN2 = np.float32(np.log(2.0))
 _SQRT2 = np.float32(np.sqrt(2.0))
 _TWO53 = 1.0 / 9007199254740992.0
+# float32 exp: numpy's in the simulator (what Numba computes on the CPU), libdevice's expf on a GPU
+_expf = np.exp if numba.config.ENABLE_CUDASIM else math.exp
 
 
 @cuda.jit(device=True)
@@ -110,12 +113,12 @@ def poisson_at(key, ctr, lam):
     if l64 <= 0.0:
         return 0
     if l64 > 40.0:
-        k = math.floor(l64 + np.float64(np.sqrt(lf)) * normal_at(key, ctr) + 0.5)
+        k = math.floor(l64 + np.float64(np.float32(math.sqrt(lf))) * normal_at(key, ctr) + 0.5)
         return np.int64(k) if k > 0 else 0
     u = uniform_at(key, ctr)
     if u < 1.0 - l64:
         return 0
-    p = np.float64(np.exp(-lf))
+    p = np.float64(np.float32(_expf(-lf)))
     cdf = p
     k = 0
     while u >= cdf and k < 1024:
@@ -183,5 +186,5 @@ def normal_box_muller32(key, base, n, j):
     t2 = np.float32(t * t)
     lnm = np.float32(np.float32(2.0) * t * (np.float32(1.0) + t2 * (np.float32(1 / 3) + t2 * (
         np.float32(1 / 5) + t2 * (np.float32(1 / 7) + t2 * np.float32(1 / 9))))))
-    r = np.sqrt(np.float32(np.float32(-2.0) * (e * _LN2 + lnm)))
+    r = np.float32(math.sqrt(np.float32(np.float32(-2.0) * (e * _LN2 + lnm))))
     return np.float32(r * trig)
