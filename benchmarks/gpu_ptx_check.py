@@ -1,0 +1,112 @@
+"""Compile every numba-cuda twin of the crossbar kernels to PTX for a GPU architecture, without a GPU.
+
+The CUDA simulator (the tests) runs the twins as Python and accepts code that a real GPU compiler would
+reject; this check closes that gap as far as it can be closed without a device.  It drives Crossbars of
+every shipped profile (and IR-drop variants of three) through programming, forward and transposed
+reads, pulse updates in both pulse modes, read-back, drift and refresh on the CPU, and at each kernel call
+compiles the twin (:mod:`ffsim.gpu.kernels`) with the argument types of that very call (NVVM only; nothing
+is launched).  It needs numba-cuda with the NVVM wheel, which the project does not depend on:
+
+    python -m venv /tmp/vc && /tmp/vc/bin/pip install "numpy<2.4" "numba==0.68.1" "numba-cuda[cu12]" scipy
+    /tmp/vc/bin/pip install --no-deps -e .
+    /tmp/vc/bin/python benchmarks/gpu_ptx_check.py [--cc 9.0]
+
+Exit status 1 when a kernel fails to compile (its error is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+from numba import cuda
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0, H100/H200)")
+    args = ap.parse_args()
+    cc = tuple(int(v) for v in args.cc.split("."))
+    if cuda.is_available() or numba.config.ENABLE_CUDASIM:
+        print("note: a GPU or the simulator is present; this check is meant for machines without one")
+    # device functions ask the current device for its architecture when a kernel that calls them is
+    # compiled; without a device, answer with the target architecture
+    import numba.cuda.dispatcher as dispatcher
+
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
+    cuda.device_array = lambda shape, dtype: np.zeros(shape, dtype=dtype)
+    cuda.to_device = lambda a: np.array(a)
+
+    import ffsim.gpu.kernels as gk
+    from ffsim.backend import _cpu_kernels
+    from ffsim.crossbar import Crossbar
+    from ffsim.profiles import load_profile
+
+    compiled: dict[tuple[str, str], int] = {}
+    failed: dict[tuple[str, str], str] = {}
+
+    def compile_instead_of_launch(kernel, grid, block, *kargs) -> None:
+        sig = tuple(numba.typeof(a) for a in kargs)
+        key = (kernel.py_func.__name__, str(sig))
+        if key in compiled or key in failed:
+            return
+        try:
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+            compiled[key] = len(ptx)
+        except Exception as e:  # report every failure, not only the first
+            failed[key] = f"{type(e).__name__}: {e}"
+
+    gk._launch = compile_instead_of_launch
+    gk._counter = lambda: np.zeros(1, dtype=np.int64)
+    gk._read = lambda c: 0
+    gk._dummy3 = lambda: np.zeros((1, 1, 1), dtype=np.float32)
+    cpu = _cpu_kernels()
+
+    def both(name):
+        f_cpu, f_gpu = getattr(cpu, name), getattr(gk, name)
+
+        def run(*kargs):
+            f_gpu(*[a.copy() if isinstance(a, np.ndarray) else a for a in kargs])
+            return f_cpu(*kargs)
+        return run
+
+    kernels = SimpleNamespace(**{n: both(n) for n in vars(cpu)})
+    profiles = [load_profile(p) for p in sorted((ROOT / "hardware_profiles").glob("*.toml"))]
+    profiles += [load_profile(n).replace(tile={"rows": 16, "cols": 8, "ir_drop": 0.05})
+                 for n in ("pcm", "high-variability", "ecram")]
+    rng = np.random.default_rng(0)
+    for prof in profiles:
+        for mode in ("aggregate", "exact"):
+            c = Crossbar(prof, 40, 30, fab_seed=1, rng=0, pulse_mode=mode)
+            c._k = kernels
+            W = (0.3 * rng.standard_normal((40, 30))).astype(np.float32)
+            c.program(W)
+            x = rng.random((5, 40), dtype=np.float32)
+            c.forward(x)
+            c.transposed(rng.standard_normal((5, 30)).astype(np.float32))
+            c.program(0.5 * W, mask=rng.random((40, 30)) < 0.3)
+            if c.profile.update.model != "none" and not (mode == "exact" and c.profile.update.max_pulses > 64):
+                for _ in range(3):
+                    c.pulse_update(x, (0.1 * rng.standard_normal((5, 30))).astype(np.float32), 0.05)
+                if c.profile.update.polarity == "set_only":
+                    c._refresh()
+            c.read_weights()
+            c.advance(1000.0)
+            c.forward(x)
+    for (name, _), size in sorted(compiled.items()):
+        print(f"ok    {name:16s} PTX {size:7d} chars")
+    for (name, sig), err in failed.items():
+        print(f"FAIL  {name} {sig}\n      {err}")
+    names = {n for n, _ in compiled} | {n for n, _ in failed}
+    print(f"{len(names)} kernels, {len(compiled)} signatures compiled for sm_{cc[0]}{cc[1]}, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
