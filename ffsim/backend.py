@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BACKENDS", "ENV_VAR", "Backend", "requested_backend", "select_backend"]
+__all__ = ["BACKENDS", "ENV_VAR", "Backend", "backend_record", "requested_backend", "select_backend",
+           "set_default_backend"]
 
 BACKENDS = ("cpu", "gpu")
 ENV_VAR = "FFSIM_BACKEND"
@@ -109,6 +110,21 @@ def requested_backend(name: str | None = None) -> str:
     if value not in BACKENDS:
         raise ValueError(f"backend {name!r} is not one of {', '.join(BACKENDS)} (also settable with {ENV_VAR})")
     return value
+
+
+def set_default_backend(name: str) -> None:
+    """Make ``name`` the backend of every chip built later without an explicit one (``ffsim train --backend``).
+
+    It is written to ``$FFSIM_BACKEND``, so worker processes started afterwards (sweeps) inherit it.
+    """
+    os.environ[ENV_VAR] = requested_backend(name)
+
+
+def backend_record(chips: bool = True) -> dict[str, Any]:
+    """What a run records: where its chips ran (``'cpu'`` or ``'gpu'``, simulated or not) and where its
+    engine (the FF/BP arithmetic between chip operations) ran, which is numpy on the host for now."""
+    b = select_backend() if chips else _cpu()
+    return {"chips": b.name, "simulated": b.simulated, "engine": "cpu", "requested": requested_backend()}
 
 
 def _probe_gpu() -> tuple[ModuleType | None, bool, str]:

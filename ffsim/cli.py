@@ -67,7 +67,13 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from ffsim.backend import requested_backend, set_default_backend
     from ffsim.ff import FFConfig, TrainingDiverged, train
+
+    # --backend, else $FFSIM_BACKEND (a bad value fails here), else cpu; recorded in results.json
+    if args.backend:
+        set_default_backend(args.backend)
+    requested_backend()
 
     mode = args.mode or ("ideal" if args.profile == "ideal" else "insitu")
     fields = {"model": args.model, "profile": args.profile, "mode": mode, "seed": args.seed,
@@ -212,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=["rms", "l2"])
     p.add_argument("--peer-norm", type=float)
     p.add_argument("--pulse-mode", choices=["aggregate", "exact"])
+    p.add_argument("--backend", choices=["cpu", "gpu"],
+                   help="where the chips are simulated (default: $FFSIM_BACKEND, else cpu); gpu needs CuPy and "
+                   "numba.cuda with a CUDA device, and falls back to the CPU with a one-line notice without one")
     p.add_argument("--seed", type=int, default=0, help="run seed (initialization, data order, noise)")
     p.add_argument("--fab-seed", type=int, default=1, help="fabrication seed of the chip")
     p.add_argument("--validation", type=int, default=0, help="hold out this many training cases for validation")

@@ -163,7 +163,8 @@ def test_drift_compensation_needs_a_programmed_chip():
 # the chip boundary: a trainer sees only what hardware can do
 
 PUBLIC = {"program", "forward", "transposed", "pulse_update", "read_weights", "advance", "ops", "profile", "shape",
-          "in_features", "out_features", "w_max", "fab_seed", "pulse_mode", "time_s"}
+          "in_features", "out_features", "w_max", "fab_seed", "pulse_mode", "time_s",
+          "backend"}  # where the simulation runs (cpu/gpu), not a property of the chip
 
 
 def test_public_surface_exposes_no_hidden_state():

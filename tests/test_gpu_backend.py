@@ -195,3 +195,46 @@ def test_cuda_twins_compile_to_ptx(monkeypatch):
     launched = {n for n in dir(kernels) if isinstance(getattr(kernels, n), type(kernels._adc))
                 and not getattr(kernels, n).targetoptions.get("device")}
     assert launched == set(sigs), launched ^ set(sigs)
+
+
+def _cli(argv):
+    import contextlib
+    import io
+
+    from ffsim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+TINY_TRAIN = ["--layers", "10,10", "--train-cases", "100", "--test-cases", "50", "--eval-train-cases", "50",
+              "--batch-size", "50", "--epochs", "1", "--no-progress", "--profile", "ecram"]
+
+
+def test_train_backend_gpu_without_gpu_falls_back_and_records_it(fresh, tmp_path):
+    import json
+
+    fresh.setattr(backend, "_probe_gpu", lambda: (None, False, "test: none here"))
+    fresh.setenv(ENV_VAR, "cpu")  # restored afterwards: --backend writes it for worker processes
+    rc, _, err = _cli(["train", "--out", str(tmp_path / "g"), "--backend", "gpu", *TINY_TRAIN])
+    assert rc == 0, err
+    assert err.count("ffsim: no CUDA GPU found (test: none here); running on the CPU\n") == 1
+    rc, _, err = _cli(["train", "--out", str(tmp_path / "c"), "--backend", "cpu", *TINY_TRAIN])
+    assert rc == 0, err
+    g, c = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("g", "c"))
+    assert g["backend"] == {"chips": "cpu", "simulated": False, "engine": "cpu", "requested": "gpu"}
+    assert c["backend"] == {"chips": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
+    assert g["seeds"] == {"seed": 0, "fab_seed": 1} and g["profile_hash"] == c["profile_hash"]
+    assert [h["test_error_softmax"] for h in g["history"]] == [h["test_error_softmax"] for h in c["history"]]
+
+
+def test_train_bad_backend_environment_is_a_usage_error(fresh, tmp_path):
+    fresh.setenv(ENV_VAR, "quantum")
+    rc, _, err = _cli(["train", "--out", str(tmp_path / "x"), *TINY_TRAIN])
+    assert rc == 2
+    assert "FFSIM_BACKEND='quantum'" in err and "cpu, gpu" in err and "Traceback" not in err

@@ -42,18 +42,19 @@ class _Store:
         self.opt = _Smoothed(W0.shape, momentum, weight_cost) if mode == "ideal" else None
         self.ops = chip.ops if chip is not None else OpCounter()
         if chip is not None:
+            self._host = chip.backend.to_host  # the engine is numpy on the host (a no-op on the CPU)
             chip.program(W0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.chip is not None:
-            return self.chip.forward(x)
+            return self._host(self.chip.forward(x))
         self.ops.macs += x.shape[0] * self.W.size
         return x @ self.W
 
     def backward(self, d: np.ndarray) -> np.ndarray:
         """``d @ Wᵀ``: through the chip's transposed read (insitu) or the digital model / float weights."""
         if self.mode == "insitu":
-            return self.chip.transposed(d)
+            return self._host(self.chip.transposed(d))
         self.ops.macs += d.shape[0] * self.W.size
         return d @ self.W.T
 

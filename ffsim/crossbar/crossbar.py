@@ -351,6 +351,11 @@ class Crossbar:
     # the chip's operations
 
     @property
+    def backend(self) -> Backend:
+        """Where the chip's state lives and its kernels run (not hidden state: the simulator's, not the chip's)."""
+        return self._bk
+
+    @property
     def shape(self) -> tuple[int, int]:
         return (self.in_features, self.out_features)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import ffsim
+from ffsim.backend import backend_record
 from ffsim.crossbar import NonFiniteInput
 from ffsim.data import Dataset, load_dataset
 from ffsim.ff.config import FFConfig
@@ -262,6 +263,7 @@ def _results(cfg: FFConfig, profile, meta: dict, history: list[dict], model) -> 
         "profile_hash": profile.profile_hash,
         "mode": cfg.mode,
         "seeds": {"seed": cfg.seed, "fab_seed": cfg.fab_seed},
+        "backend": backend_record(chips=bool(_chips(model))),
         "history": history,
         "final": {k: last.get(k) for k in ("test_error_goodness", "test_error_softmax", "val_error_goodness",
                                            "val_error_softmax", "train_energy_J_per_sample",

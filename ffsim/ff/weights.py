@@ -13,6 +13,8 @@
   than ``threshold`` (in units of ``w_max``) since it was last written.
 
 All three keep an :class:`~ffsim.crossbar.OpCounter`; the float store counts its multiply-accumulates.
+The engine computes with numpy on the host: what a chip measures on the GPU backend is copied to the host
+(``chip.backend.to_host``, a no-op on the CPU and in the CUDA simulator).
 """
 
 from __future__ import annotations
@@ -90,11 +92,12 @@ class InSituWeights:
 
     def __init__(self, W0: np.ndarray, chip: Crossbar, **_: object):
         self.chip = chip
+        self._host = chip.backend.to_host
         chip.program(W0)
         self.ops = chip.ops
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.chip.forward(x)
+        return self._host(self.chip.forward(x))
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         """``ΔW ≈ lr · xᵀ δ / batch`` by pulse trains (no smoothing, no weight cost: see module doc)."""
@@ -119,11 +122,12 @@ class HybridWeights:
         self.written = self.W.copy()
         self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
         self.threshold = np.float32(threshold * chip.w_max)
+        self._host = chip.backend.to_host
         chip.program(self.W)
         self.ops = chip.ops
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.chip.forward(x)
+        return self._host(self.chip.forward(x))
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         self.opt.step(self.W, x.T @ delta, lr, 1.0 / batch)
@@ -143,14 +147,14 @@ class HybridWeights:
 
 def make_weights(mode: str, W0: np.ndarray, *, profile: HardwareProfile | None, fab_seed: tuple[int, ...],
                  rng: np.random.Generator, w_max: float, momentum: float, weight_cost: float,
-                 hybrid_threshold: float, pulse_mode: str = "aggregate"):
-    """Build the weight store of one layer."""
+                 hybrid_threshold: float, pulse_mode: str = "aggregate", backend=None):
+    """Build the weight store of one layer (``backend``: of its chip; None for ``$FFSIM_BACKEND``, else cpu)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
     if mode == "ideal":
         return FloatWeights(W0, momentum=momentum, weight_cost=weight_cost)
     chip = Crossbar(profile, W0.shape[0], W0.shape[1], fab_seed=fab_seed, rng=rng, w_max=w_max,
-                    pulse_mode=pulse_mode)
+                    pulse_mode=pulse_mode, backend=backend)
     if mode == "insitu":
         return InSituWeights(W0, chip)
     return HybridWeights(W0, chip, momentum=momentum, weight_cost=weight_cost, threshold=hybrid_threshold)
