@@ -1,0 +1,133 @@
+"""GPU benchmarks (needs a CUDA GPU with CuPy and numba.cuda; refuses to run on the CPU or the simulator).
+
+* W1 / W2 on the GPU backend, as ratios to a CuPy ideal matmul of the same shape measured in the same
+  process, interleaved (ideal, ffsim, ideal, ffsim, ...), median of the repeats: W1 = ``forward(x)`` vs
+  ``x @ W``; W2 = ``forward(x)`` + ``pulse_update(x, d, lr)`` vs ``x @ W`` + ``x.T @ d`` (784 x 2000,
+  batch 256, the inputs of benchmarks/bench_crossbar.py, already on the device).
+* The FF training epoch of issue 6: MNIST 784-2000x4, batch 100, ``pcm`` in-situ, 600 mini-batches
+  (target <= 1.0 s/epoch on an H100; a faithful PyTorch FF without device simulation: 3.25 s/epoch).
+
+Run on the GPU machine:
+
+    python benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 --ff \
+        --json benchmarks/results_gpu.json
+"""
+
+# ruff: noqa: E402, I001, F401
+from __future__ import annotations
+
+import ffsim  # first, before numpy (see ffsim/_runtime.py)
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from ffsim import Crossbar
+from ffsim.backend import select_backend, set_default_backend
+
+
+def _median_pair(sync, f_ideal, f_sim, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    for _ in range(warmup):
+        f_ideal()
+        f_sim()
+    sync()
+    ti, ts = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f_ideal()
+        sync()
+        ti.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        f_sim()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ti)), float(np.median(ts))
+
+
+def crossbar(bk, profile: str, repeats: int, n_in: int = 784, n_out: int = 2000, batch: int = 256) -> dict:
+    cp = bk.xp
+    sync = cp.cuda.Device().synchronize
+    rng = np.random.default_rng(0)
+    W = (rng.standard_normal((n_in, n_out)) / 3).astype(np.float32)
+    x = np.maximum(rng.standard_normal((batch, n_in)), 0).astype(np.float32)
+    d = (0.01 * rng.standard_normal((batch, n_out))).astype(np.float32)
+    chip = Crossbar(profile, n_in, n_out, fab_seed=1, rng=0, w_max=1.0, backend=bk)
+    chip.program(W)
+    Wd, xd, dd = cp.asarray(W), cp.asarray(x), cp.asarray(d)
+    lr = 0.01
+
+    def ideal_step():
+        _ = xd @ Wd
+        Wd[...] += lr * (xd.T @ dd)
+
+    def sim_step():
+        chip.forward(xd)
+        if chip.profile.update.model != "none":
+            chip.pulse_update(xd, dd, lr)
+
+    i1, s1 = _median_pair(sync, lambda: xd @ Wd, lambda: chip.forward(xd), repeats)
+    i2, s2 = _median_pair(sync, ideal_step, sim_step, repeats)
+    return {"profile": profile, "W1_ms": 1e3 * s1, "W1_ideal_ms": 1e3 * i1, "W1_ratio": s1 / i1,
+            "W2_ms": 1e3 * s2, "W2_ideal_ms": 1e3 * i2, "W2_ratio": s2 / i2}
+
+
+def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100) -> float:
+    from ffsim.data import load_mnist
+    from ffsim.ff import FFConfig
+    from ffsim.ff.trainer import build_model
+
+    ds = load_mnist()
+    x = ds.flat(ds.x_train)[: batches * batch]
+    y = ds.y_train[: batches * batch].astype(np.int64)
+    cfg = FFConfig(layers=layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0)
+    model = build_model(cfg, 784, 10)
+    rng = np.random.default_rng([0, 2])
+    model.train_step(x[:batch], y[:batch], rng, 1.0)  # warm up (kernel compilation)
+    t0 = time.perf_counter()
+    for b in range(batches):
+        model.train_step(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch], rng, 1.0)
+    select_backend().xp.cuda.Device().synchronize()
+    return (time.perf_counter() - t0) * 600 / batches
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", action="append", help="profile(s) for W1/W2 (default: pcm)")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--ff", action="store_true", help="also time the FF epoch (784-2000x4, pcm in-situ)")
+    ap.add_argument("--ff-batches", type=int, default=600, help="mini-batches timed (scaled to 600)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    bk = select_backend("gpu")
+    if not bk.is_gpu or bk.simulated:
+        print("bench_gpu: needs a CUDA GPU with CuPy and numba.cuda (not the CPU, not the simulator)", file=sys.stderr)
+        return 2
+    import cupy
+
+    dev = cupy.cuda.Device()
+    name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
+    out = {"device": name, "crossbar": [], "ff": None}
+    print(f"device: {name}")
+    print("| profile | W1 ffsim (ms) | W1 CuPy (ms) | W1 ratio | W2 ffsim (ms) | W2 CuPy (ms) | W2 ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for prof in args.profile or ["pcm"]:
+        r = crossbar(bk, prof, args.repeats)
+        out["crossbar"].append(r)
+        print(f"| {prof} | {r['W1_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}x** | {r['W2_ms']:.2f} | "
+              f"{r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}x** |")
+    if args.ff:
+        set_default_backend("gpu")
+        s = ff_epoch((2000, 2000, 2000, 2000), "pcm", "insitu", args.ff_batches)
+        out["ff"] = {"layers": [2000] * 4, "profile": "pcm", "mode": "insitu", "seconds_per_epoch": s}
+        print(f"FF 784-2000x4, batch 100, pcm in-situ: {s:.2f} s/epoch (target <= 1.0 s on an H100)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
