@@ -59,7 +59,7 @@ class Backend:
         if self.xp is np:
             return np.ascontiguousarray(a, dtype=dtype)
         if isinstance(a, self.xp.ndarray):
-            return a if dtype is None else a.astype(dtype, copy=False)
+            return self.xp.ascontiguousarray(a, dtype=dtype)
         return self.xp.asarray(np.ascontiguousarray(a, dtype=dtype))
 
     to_device = asarray
