@@ -120,11 +120,12 @@ def set_default_backend(name: str) -> None:
     os.environ[ENV_VAR] = requested_backend(name)
 
 
-def backend_record(chips: bool = True) -> dict[str, Any]:
-    """What a run records: where its chips ran (``'cpu'`` or ``'gpu'``, simulated or not) and where its
-    engine (the FF/BP arithmetic between chip operations) ran, which is numpy on the host for now."""
-    b = select_backend() if chips else _cpu()
-    return {"chips": b.name, "simulated": b.simulated, "engine": "cpu", "requested": requested_backend()}
+def backend_record(used: Backend | None) -> dict[str, Any]:
+    """What a run records: where its weights ran (chips, or the float weights of ``ideal`` mode: ``'cpu'``
+    or ``'gpu'``, simulated or not; ``used`` None means the CPU), where its engine (the FF/BP arithmetic
+    between weight operations) ran, which is numpy on the host for now, and what was asked for."""
+    b = used or _cpu()
+    return {"weights": b.name, "simulated": b.simulated, "engine": "cpu", "requested": requested_backend()}
 
 
 def _probe_gpu() -> tuple[ModuleType | None, bool, str]:

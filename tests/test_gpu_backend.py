@@ -163,6 +163,7 @@ def _ptx_signatures():
         "_fill_trains": (A(f32, 2), A(i64, 1), u64, A(u64, 2)),
         "_pulse_sample": (i64, A(u64, 2), A(u64, 2), A(i8, 2), A(i8, 2), A(f32, 3)) + dev + cells[:3]
         + (i64, f64, f64, f64, A(f32, 1), f64, f64, A(f64, 1), A(i64, 1)),
+        "_smoothed": (A(f32, 2), A(f32, 2), A(f32, 2), f32, f64, f32, f32),
         "_refresh": (A(f32, 3), A(f32, 3), b1, A(f32, 3), A(i8, 3), A(f32, 3), b1, A(f64, 1), A(f64, 1), i64, f64,
                      f64, f64, f64, f64, A(f32, 1), f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, f64,
                      f64, A(f64, 1), A(i64, 1)),
@@ -230,8 +231,8 @@ def test_train_backend_gpu_without_gpu_falls_back_and_records_it(fresh, tmp_path
     rc, _, err = _cli(["train", "--out", str(tmp_path / "c"), "--backend", "cpu", *TINY_TRAIN])
     assert rc == 0, err
     g, c = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("g", "c"))
-    assert g["backend"] == {"chips": "cpu", "simulated": False, "engine": "cpu", "requested": "gpu"}
-    assert c["backend"] == {"chips": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
+    assert g["backend"] == {"weights": "cpu", "simulated": False, "engine": "cpu", "requested": "gpu"}
+    assert c["backend"] == {"weights": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
     assert g["seeds"] == {"seed": 0, "fab_seed": 1} and g["profile_hash"] == c["profile_hash"]
     assert [h["test_error_softmax"] for h in g["history"]] == [h["test_error_softmax"] for h in c["history"]]
 

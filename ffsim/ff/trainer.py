@@ -60,6 +60,16 @@ def build_model(cfg: FFConfig, in_features: int, num_classes: int):
     return RecurrentFF(cfg, in_features, num_classes, rng)
 
 
+def _backend_used(model):
+    """The backend of the model's weight stores (chips or float weights on a device), None for plain numpy."""
+    for s in model.stores:
+        chip = getattr(s, "chip", None)
+        b = chip.backend if chip is not None else getattr(s, "backend", None)
+        if b is not None:
+            return b
+    return None
+
+
 def _chips(model) -> list:
     return [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
 
@@ -263,7 +273,7 @@ def _results(cfg: FFConfig, profile, meta: dict, history: list[dict], model) -> 
         "profile_hash": profile.profile_hash,
         "mode": cfg.mode,
         "seeds": {"seed": cfg.seed, "fab_seed": cfg.fab_seed},
-        "backend": backend_record(chips=bool(_chips(model))),
+        "backend": backend_record(_backend_used(model)),
         "history": history,
         "final": {k: last.get(k) for k in ("test_error_goodness", "test_error_softmax", "val_error_goodness",
                                            "val_error_softmax", "train_energy_J_per_sample",

@@ -22,10 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ffsim.backend import Backend, select_backend
 from ffsim.crossbar import Crossbar, OpCounter
 from ffsim.profiles import HardwareProfile
 
-__all__ = ["MODES", "FloatWeights", "HybridWeights", "InSituWeights", "make_weights"]
+__all__ = ["MODES", "DeviceFloatWeights", "FloatWeights", "HybridWeights", "InSituWeights", "make_weights"]
 
 MODES = ("ideal", "insitu", "hybrid")
 
@@ -81,6 +82,48 @@ class FloatWeights:
     def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
         self.W[...] = d["W"]
         self.opt.grad[...] = d["grad"]
+        for name, v in zip(self.ops.as_dict(), d["ops_values"], strict=True):
+            setattr(self.ops, name, type(getattr(self.ops, name))(v))
+
+
+class DeviceFloatWeights(FloatWeights):
+    """``ideal`` mode on the GPU backend: the float32 weights and their smoothed gradient live on the device;
+    the products and the fused optimizer step (the numba-cuda twin of ``_smoothed_step``) run there.
+
+    The engine around it is numpy on the host: inputs are copied to the device and outputs back.
+    ``W`` is a device array (CuPy on a GPU): code that reads or writes it directly must use the backend.
+    """
+
+    def __init__(self, W0: np.ndarray, momentum: float, weight_cost: float, backend: Backend, **_: object):
+        self.backend = backend
+        dev = backend.to_device
+        self.W = dev(np.ascontiguousarray(W0, dtype=np.float32))
+        self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
+        self.opt.grad = dev(self.opt.grad)
+        self._step = backend.kernels.smoothed_step
+        self.ops = OpCounter()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
+        return self.backend.to_host(self.backend.to_device(x) @ self.W)
+
+    def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
+        self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
+        dev = self.backend.to_device
+        g = dev(x).T @ dev(delta)
+        o = self.opt
+        self._step(self.W, o.grad, g, o.momentum, np.float32(1.0 / batch), np.float32(lr), o.weight_cost)
+
+    def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
+        host = self.backend.to_host
+        ops = self.ops.as_dict()
+        return {"W": host(self.W), "grad": host(self.opt.grad),
+                "ops_values": np.array(list(ops.values()), dtype=np.float64)}
+
+    def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
+        dev = self.backend.to_device
+        self.W[...] = dev(d["W"])
+        self.opt.grad[...] = dev(d["grad"])
         for name, v in zip(self.ops.as_dict(), d["ops_values"], strict=True):
             setattr(self.ops, name, type(getattr(self.ops, name))(v))
 
@@ -152,6 +195,9 @@ def make_weights(mode: str, W0: np.ndarray, *, profile: HardwareProfile | None, 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
     if mode == "ideal":
+        bk = select_backend(backend)
+        if bk.is_gpu:
+            return DeviceFloatWeights(W0, momentum=momentum, weight_cost=weight_cost, backend=bk)
         return FloatWeights(W0, momentum=momentum, weight_cost=weight_cost)
     chip = Crossbar(profile, W0.shape[0], W0.shape[1], fab_seed=fab_seed, rng=rng, w_max=w_max,
                     pulse_mode=pulse_mode, backend=backend)

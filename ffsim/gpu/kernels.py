@@ -12,6 +12,7 @@ CPU kernel             twin                                   threads
 ``pulse_aggregate``    :func:`pulse_aggregate`                one per cell; counts by atomics
 ``pulse_exact``        :func:`pulse_exact`                    trains per (b, i); then per cell, sample by sample
 ``refresh_pairs``      :func:`refresh_pairs`                  one per cell; counts by atomics
+``_smoothed_step``     :func:`smoothed_step`                  one per weight (the float store's step)
 =====================  =====================================  ====================================
 
 The arrays may be CuPy arrays, numba device arrays or (in the CUDA simulator, or for small checks) numpy
@@ -52,7 +53,7 @@ from ffsim.devices.physics import (
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
 
 __all__ = ["adc_accumulate", "column_sums", "dac_convert", "ir_loads", "namespace", "program_masked",
-           "pulse_aggregate", "pulse_exact", "rebuild_caches", "refresh_pairs"]
+           "pulse_aggregate", "pulse_exact", "rebuild_caches", "refresh_pairs", "smoothed_step"]
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 # the simulator runs one Python thread per CUDA thread: small blocks keep tiny test arrays fast
@@ -795,4 +796,28 @@ def namespace() -> SimpleNamespace:
     """The launchers under the CPU kernels' names (what :attr:`ffsim.backend.Backend.kernels` returns)."""
     return SimpleNamespace(dac_convert=dac_convert, adc_accumulate=adc_accumulate, rebuild_caches=rebuild_caches,
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
-                           pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs)
+                           pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
+                           smoothed_step=smoothed_step)
+
+
+# ----------------------------------------------------------------------------------------------
+# engine
+
+
+@cuda.jit
+def _smoothed(W, grad, g, momentum, a, lr, weight_cost):
+    j, i = cuda.grid(2)
+    if i >= W.shape[0] or j >= W.shape[1]:
+        return
+    # the CPU kernel's types: (1 - m) g_scale is float64, the products of float32 operands float32
+    gs = np.float64(np.float32(momentum * grad[i, j])) + a * np.float64(g[i, j])
+    grad[i, j] = gs
+    W[i, j] = np.float64(W[i, j]) + np.float64(lr) * (gs - np.float64(np.float32(weight_cost * W[i, j])))
+
+
+def smoothed_step(W, grad, g, momentum, g_scale, lr, weight_cost) -> None:
+    """Twin of :func:`ffsim.ff.weights._smoothed_step` (Hinton's smoothed gradient step, fused)."""
+    n_in, n_out = W.shape
+    a = (1 - np.float64(np.float32(momentum))) * np.float64(np.float32(g_scale))
+    _launch(_smoothed, _g2(n_in, n_out), _T2, W, grad, g, np.float32(momentum), a, np.float32(lr),
+            np.float32(weight_cost))

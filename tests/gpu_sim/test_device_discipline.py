@@ -120,3 +120,28 @@ def test_gpu_chip_keeps_host_and_device_apart(name, mode):
     assert isinstance(gpu._W, Device) and isinstance(gpu.forward(x), Device)
     if name != "ideal":
         assert all(isinstance(getattr(gpu, n), Device) for n in ("_g", "_gmax", "_stuck", "_rowsum", "_lut"))
+
+
+def test_device_float_weights_equal_the_host_ones():
+    from ffsim.ff.weights import DeviceFloatWeights, FloatWeights
+
+    rng = np.random.default_rng(2)
+    W0 = rng.standard_normal((9, 7)).astype(np.float32)
+    cpu = FloatWeights(W0, momentum=0.9, weight_cost=0.001)
+    gpu = DeviceFloatWeights(W0, momentum=0.9, weight_cost=0.001, backend=STRICT)
+    for _ in range(3):
+        x = rng.standard_normal((5, 9)).astype(np.float32)
+        d = rng.standard_normal((5, 7)).astype(np.float32)
+        y = gpu.forward(x)
+        assert type(y) is np.ndarray
+        np.testing.assert_array_equal(y, cpu.forward(x))
+        cpu.update(x, d, 0.1, 5)
+        gpu.update(x, d, 0.1, 5)
+    assert isinstance(gpu.W, Device) and isinstance(gpu.opt.grad, Device)
+    ck_cpu, ck_gpu = cpu.weights_for_checkpoint(), gpu.weights_for_checkpoint()
+    for k, v in ck_cpu.items():
+        assert type(ck_gpu[k]) is np.ndarray
+        np.testing.assert_array_equal(ck_gpu[k], v)
+    fresh = DeviceFloatWeights(np.zeros_like(W0), momentum=0.9, weight_cost=0.001, backend=STRICT)
+    fresh.load_checkpoint(ck_cpu)
+    np.testing.assert_array_equal(STRICT.to_host(fresh.W), cpu.W)

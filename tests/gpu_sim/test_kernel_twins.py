@@ -114,3 +114,17 @@ def test_every_kernel_was_replayed():
         for case in CASES:
             _seen.update(k for k, _ in _record(*case))
     assert _seen >= ALL, ALL - _seen
+
+
+def test_smoothed_step_twin_equals_the_cpu_kernel():
+    from ffsim.ff.weights import _smoothed_step
+
+    rng = np.random.default_rng(3)
+    W, grad, g = (rng.standard_normal((9, 7)).astype(np.float32) for _ in range(3))
+    args = (np.float32(0.9), np.float32(1 / 100), np.float32(0.03), np.float32(0.001))
+    a, b = [W.copy(), grad.copy()], [W.copy(), grad.copy()]
+    for _ in range(3):
+        _smoothed_step(a[0], a[1], g, *args)
+        TWINS.smoothed_step(b[0], b[1], g, *args)
+    np.testing.assert_array_equal(b[0], a[0])
+    np.testing.assert_array_equal(b[1], a[1])

@@ -1,5 +1,6 @@
 """``ffsim train --backend gpu`` in the CUDA simulator: the run records the GPU backend and its learning
-curve equals the CPU run's (same seeds, same draws)."""
+curve equals the CPU run's (same seeds, same draws), on chips (pcm in-situ) and in ideal mode (float
+weights on the device)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import io
 import json
 
 import numpy as np
+import pytest
 
 from ffsim.cli import main
 
 # the simulator runs one Python thread per CUDA thread: 4x4 images, not MNIST
-TINY = ["--layers", "6,6", "--eval-train-cases", "0", "--batch-size", "20", "--epochs", "1", "--no-progress",
-        "--profile", "pcm"]
+TINY = ["--layers", "6,6", "--eval-train-cases", "0", "--batch-size", "20", "--epochs", "1", "--no-progress"]
 
 
 def _dataset(path):
@@ -26,21 +27,22 @@ def _dataset(path):
     return str(path)
 
 
-def _train(out, backend, monkeypatch):
+def _train(out, backend, monkeypatch, profile):
     monkeypatch.setenv("FFSIM_BACKEND", "cpu")  # restored after the test, whatever --backend sets
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["train", "--out", str(out), "--backend", backend, "--dataset", _dataset(out.parent / "d.npz"),
-                   *TINY])
+                   "--profile", profile, *TINY])
     assert rc == 0, err.getvalue()
     return json.loads((out / "results.json").read_text())
 
 
-def test_train_on_gpu_simulator_equals_cpu(tmp_path, monkeypatch):
-    gpu = _train(tmp_path / "gpu", "gpu", monkeypatch)
-    cpu = _train(tmp_path / "cpu", "cpu", monkeypatch)
-    assert gpu["backend"] == {"chips": "gpu", "simulated": True, "engine": "cpu", "requested": "gpu"}
-    assert cpu["backend"] == {"chips": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
+@pytest.mark.parametrize("profile", ["pcm", "ideal"])
+def test_train_on_gpu_simulator_equals_cpu(tmp_path, monkeypatch, profile):
+    gpu = _train(tmp_path / "gpu", "gpu", monkeypatch, profile)
+    cpu = _train(tmp_path / "cpu", "cpu", monkeypatch, profile)
+    assert gpu["backend"] == {"weights": "gpu", "simulated": True, "engine": "cpu", "requested": "gpu"}
+    assert cpu["backend"] == {"weights": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
     assert gpu["seeds"] == cpu["seeds"] and gpu["profile_hash"] == cpu["profile_hash"]
 
     def untimed(r):
