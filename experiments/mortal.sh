@@ -8,7 +8,8 @@
 #
 # DISTILL_EPOCHS (default 10) is the student's budget (distillation and scratch alike); other than 10 it
 # names the output folders mortal-PROFILE-${DISTILL_EPOCHS}ep.  The 20-epoch pcm runs put student chip 4 in
-# a folder of its own (mortal-pcm-20ep-seed4) so that it can run beside chips 2 and 3 on a second core;
+# a folder of its own (mortal-pcm-20ep-seed4) so that it can run beside chips 2 and 3 on a second core, and
+# the 30-epoch high-variability runs give each student chip its own process and folder (-seed2, -seed3);
 # `python experiments/mortal_table.py A/results.json B/results.json` merges them into one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,12 @@ distill() {  # profile student-seeds out [extra flags]
 case "${1:-all}" in
   high-variability|all)
     teacher high-variability
-    distill high-variability 2,3 "$R/mortal-high-variability$SUF" ;;&
+    if [ "$E" -ge 30 ]; then  # one process per student chip (two cores), a folder each
+      for s in 2 3; do distill high-variability "$s" "$R/mortal-high-variability$SUF-seed$s" & done
+      wait
+    else
+      distill high-variability 2,3 "$R/mortal-high-variability$SUF"
+    fi ;;&
   pcm|all)
     teacher pcm
     if [ "$E" = 10 ]; then
