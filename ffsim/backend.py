@@ -120,12 +120,13 @@ def set_default_backend(name: str) -> None:
     os.environ[ENV_VAR] = requested_backend(name)
 
 
-def backend_record(used: Backend | None) -> dict[str, Any]:
+def backend_record(used: Backend | None, engine: Backend | None = None) -> dict[str, Any]:
     """What a run records: where its weights ran (chips, or the float weights of ``ideal`` mode: ``'cpu'``
     or ``'gpu'``, simulated or not; ``used`` None means the CPU), where its engine (the FF/BP arithmetic
-    between weight operations) ran, which is numpy on the host for now, and what was asked for."""
+    between weight operations: ``engine``, None meaning numpy on the host) ran, and what was asked for."""
     b = used or _cpu()
-    return {"weights": b.name, "simulated": b.simulated, "engine": "cpu", "requested": requested_backend()}
+    return {"weights": b.name, "simulated": b.simulated, "engine": (engine or _cpu()).name,
+            "requested": requested_backend()}
 
 
 def _probe_gpu() -> tuple[ModuleType | None, bool, str]:

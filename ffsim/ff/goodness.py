@@ -15,6 +15,9 @@ Goodness functions (``kind``):
 The derivative used for learning follows Hinton's code: dC/dz_j = (1 − p)·y_j for positive and −p·y_j
 for negative cases, with dG/dy scaled to y (the constant factor 2/T of Σy², and 1/N for ``meansq``, are
 absorbed into the learning rate; the sign flips for ``neg_sumsq``).  C is the quantity ascended.
+
+Every function takes the array module ``xp`` of its arguments (numpy, the default, or the GPU backend's
+CuPy): the same code runs on the host and on the device.
 """
 
 from __future__ import annotations
@@ -28,15 +31,15 @@ GOODNESS_KINDS = ("sumsq", "meansq", "neg_sumsq")
 NORMS = ("rms", "l2")
 
 
-def sumsq(y: np.ndarray) -> np.ndarray:
+def sumsq(y: np.ndarray, xp=np) -> np.ndarray:
     """Σ_j y_j² per row (float32 accumulation, float64 result)."""
-    return np.einsum("ij,ij->i", y, y).astype(np.float64)
+    return xp.einsum("ij,ij->i", y, y).astype(np.float64)
 
 
-def goodness(y: np.ndarray, kind: str = "sumsq", ss: np.ndarray | None = None) -> np.ndarray:
+def goodness(y: np.ndarray, kind: str = "sumsq", ss: np.ndarray | None = None, xp=np) -> np.ndarray:
     """Goodness of each row of ReLU activities ``y`` (batch × units); ``ss`` reuses Σy² if known."""
     if ss is None:
-        ss = sumsq(y)
+        ss = sumsq(y, xp)
     if kind == "sumsq":
         return ss
     if kind == "meansq":
@@ -51,9 +54,12 @@ def default_threshold(kind: str, units: int) -> float:
     return {"sumsq": float(units), "meansq": 1.0, "neg_sumsq": -float(units)}[kind]
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray, xp=np) -> np.ndarray:
     """Logistic function without overflow warnings."""
-    z = np.asarray(z, dtype=np.float64)
+    z = xp.asarray(z, dtype=np.float64)
+    if xp is not np:  # no boolean indexing on the device (it synchronizes); the same values elementwise
+        e = xp.exp(-xp.abs(z))
+        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     out = np.empty_like(z)
     pos = z >= 0
     out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
@@ -62,16 +68,16 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def softplus(z: np.ndarray) -> np.ndarray:
+def softplus(z: np.ndarray, xp=np) -> np.ndarray:
     """log(1 + e^z), stable for any z."""
-    z = np.asarray(z, dtype=np.float64)
-    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+    z = xp.asarray(z, dtype=np.float64)
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-def log_sigmoid_loss(G: np.ndarray, theta: float, temperature: float, positive: bool) -> np.ndarray:
+def log_sigmoid_loss(G: np.ndarray, theta: float, temperature: float, positive: bool, xp=np) -> np.ndarray:
     """−log p (positive) or −log(1 − p) (negative), p = σ((G − θ)/T), per case."""
-    z = (np.asarray(G, dtype=np.float64) - theta) / temperature
-    return softplus(-z) if positive else softplus(z)
+    z = (xp.asarray(G, dtype=np.float64) - theta) / temperature
+    return softplus(-z, xp) if positive else softplus(z, xp)
 
 
 def goodness_grad(y: np.ndarray, p: np.ndarray, positive: bool, kind: str = "sumsq") -> np.ndarray:
@@ -82,14 +88,14 @@ def goodness_grad(y: np.ndarray, p: np.ndarray, positive: bool, kind: str = "sum
     return y * w.astype(np.float32)[:, None]
 
 
-def normalize(y: np.ndarray, kind: str = "rms", ss: np.ndarray | None = None) -> np.ndarray:
+def normalize(y: np.ndarray, kind: str = "rms", ss: np.ndarray | None = None, xp=np) -> np.ndarray:
     """Divide each row by its RMS (Hinton's ``ffnormrows``) or its L2 length; ``ss`` reuses Σy² if known."""
     if ss is None:
-        ss = sumsq(y)
+        ss = sumsq(y, xp)
     if kind == "rms":
-        d = np.sqrt(ss / y.shape[1])
+        d = xp.sqrt(ss / y.shape[1])
     elif kind == "l2":
-        d = np.sqrt(ss)
+        d = xp.sqrt(ss)
     else:
         raise ValueError(f"normalization must be one of {NORMS} (got {kind!r})")
     return y * (1.0 / (d + 1e-20)).astype(np.float32)[:, None]

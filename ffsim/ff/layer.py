@@ -2,20 +2,25 @@
 
 A layer sees only its own input (the normalized activities of the layer below) and its own measured
 output (its chip's ``forward``); its update is computed from those and nothing else.
+
+Both live where their weight store's backend keeps its arrays (``store.backend``: numpy on the CPU, the
+device on the GPU backend): biases, smoothed gradients and running mean activities are arrays of that
+backend, the maths uses its ``xp``, and ``state()`` / ``load_state()`` speak numpy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ffsim.backend import Backend, select_backend
 from ffsim.ff.goodness import default_threshold, goodness, goodness_grad, log_sigmoid_loss, sigmoid
 
 __all__ = ["FFLayer", "SoftmaxHead", "softmax"]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray, xp=np) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
+    e = xp.exp(z)
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -25,6 +30,9 @@ class FFLayer:
     def __init__(self, store, n_out: int, *, kind: str, threshold: float | None, temperature: float,
                  peer_norm: float, peer_decay: float, momentum: float):
         self.store = store
+        self.backend = getattr(store, "backend", None) or select_backend("cpu")
+        self.xp = self.backend.xp
+        dev = self.backend.asarray
         self.n_out = n_out
         self.kind = kind
         self.theta = default_threshold(kind, n_out) if threshold is None else float(threshold)
@@ -32,26 +40,26 @@ class FFLayer:
         self.peer_norm = np.float32(peer_norm)
         self.peer_decay = np.float32(peer_decay)
         self.momentum = np.float32(momentum)
-        self.b = np.zeros(n_out, dtype=np.float32)
-        self.b_grad = np.zeros(n_out, dtype=np.float32)
-        self.mean_act = np.full(n_out, 0.5, dtype=np.float32)  # running mean activity (peer normalization)
+        self.b = dev(np.zeros(n_out, dtype=np.float32))
+        self.b_grad = dev(np.zeros(n_out, dtype=np.float32))
+        self.mean_act = dev(np.full(n_out, 0.5, dtype=np.float32))  # running mean activity (peer normalization)
 
     # forward -----------------------------------------------------------------------------------
     def forward(self, h: np.ndarray) -> np.ndarray:
         """ReLU activities for normalized inputs ``h`` (batch × n_in): measured, then biased digitally."""
         z = self.store.forward(h)
         z += self.b
-        np.maximum(z, 0, out=z)
+        self.xp.maximum(z, 0, out=z)
         return z
 
     # local learning rule -----------------------------------------------------------------------
     def probs(self, a: np.ndarray, ss: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Goodness and p(positive) of each case (``ss``: Σa² per case, if already computed)."""
-        G = goodness(a, self.kind, ss)
-        return G, sigmoid((G - self.theta) / self.temperature)
+        G = goodness(a, self.kind, ss, self.xp)
+        return G, sigmoid((G - self.theta) / self.temperature, self.xp)
 
     def loss(self, G: np.ndarray, positive: bool) -> np.ndarray:
-        return log_sigmoid_loss(G, self.theta, self.temperature, positive)
+        return log_sigmoid_loss(G, self.theta, self.temperature, positive, self.xp)
 
     def delta_positive(self, a: np.ndarray, p: np.ndarray) -> np.ndarray:
         """dC/dz on positive cases, with peer normalization (not gated by the ReLU, as in Hinton's code)."""
@@ -73,12 +81,15 @@ class FFLayer:
         self.b += np.float32(lr) * self.b_grad
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"b": self.b, "b_grad": self.b_grad, "mean_act": self.mean_act, **self.store.weights_for_checkpoint()}
+        host = self.backend.to_host
+        return {"b": host(self.b), "b_grad": host(self.b_grad), "mean_act": host(self.mean_act),
+                **self.store.weights_for_checkpoint()}
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
-        self.b[...] = d["b"]
-        self.b_grad[...] = d["b_grad"]
-        self.mean_act[...] = d["mean_act"]
+        dev = self.backend.asarray
+        self.b[...] = dev(d["b"])
+        self.b_grad[...] = dev(d["b_grad"])
+        self.mean_act[...] = dev(d["mean_act"])
         self.store.load_checkpoint(d)
 
 
@@ -89,9 +100,11 @@ class SoftmaxHead:
     smoothing, weight cost, no bias.
     """
 
-    def __init__(self, widths: list[int], num_classes: int, *, lr: float, weight_cost: float, momentum: float):
-        self.W = [np.zeros((w, num_classes), dtype=np.float32) for w in widths]
-        self.grad = [np.zeros_like(w) for w in self.W]
+    def __init__(self, widths: list[int], num_classes: int, *, lr: float, weight_cost: float, momentum: float,
+                 backend: Backend | None = None):
+        self.backend = backend or select_backend("cpu")
+        self.W = [self.backend.asarray(np.zeros((w, num_classes), dtype=np.float32)) for w in widths]
+        self.grad = [self.backend.xp.zeros_like(w) for w in self.W]
         self.lr = np.float32(lr)
         self.weight_cost = np.float32(weight_cost)
         self.momentum = np.float32(momentum)
@@ -111,13 +124,15 @@ class SoftmaxHead:
 
     def state(self) -> dict[str, np.ndarray]:
         out = {}
+        host = self.backend.to_host
         for k, (W, G) in enumerate(zip(self.W, self.grad, strict=True)):
-            out[f"W{k}"] = W
-            out[f"grad{k}"] = G
+            out[f"W{k}"] = host(W)
+            out[f"grad{k}"] = host(G)
         return out
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
+        dev = self.backend.asarray
         for k in range(len(self.W)):
-            self.W[k][...] = d[f"W{k}"]
-            self.grad[k][...] = d[f"grad{k}"]
+            self.W[k][...] = dev(d[f"W{k}"])
+            self.grad[k][...] = dev(d[f"grad{k}"])
 

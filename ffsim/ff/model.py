@@ -1,4 +1,9 @@
-"""What every FF model shares: its layers and head, their op counters and their checkpoint state."""
+"""What every FF model shares: its layers and head, their op counters and their checkpoint state.
+
+The engine runs where the layers' weight stores keep their arrays (``model.backend``): on the GPU backend
+the activities, goodness and updates of a mini-batch stay on the device; inputs may be host or device
+arrays, and what the public methods return (statistics, probabilities, scores) is numpy / Python floats.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,37 @@ class LayeredModel:
 
     layers: list
     head: object
+    device_batches = False  # whether train_step takes device images (the trainer moves the data once)
+
+    @property
+    def backend(self):
+        """Where the engine runs: the backend of the layers' weight stores."""
+        return self.layers[0].backend
+
+    @property
+    def xp(self):
+        return self.layers[0].xp
+
+    def host_floats(self, values: list) -> list[float]:
+        """Scalars (0-d arrays of the backend) as Python floats, in one transfer from the device."""
+        if self.xp is np or not values:
+            return [float(v) for v in values]
+        return [float(v) for v in self.backend.to_host(self.xp.stack([self.xp.asarray(v) for v in values]))]
 
     def bottom_up(self, inputs: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """One bottom-up pass: (normalized input to each layer, ReLU activities of each layer).
 
         Σa² of each layer's activities is kept in ``self.last_sumsq`` (reused for goodness)."""
-        h = normalize(inputs, self.cfg.norm)
+        xp = self.xp
+        h = normalize(self.backend.asarray(inputs), self.cfg.norm, xp=xp)
         hs, acts, sss = [], [], []
         for layer in self.layers:
             hs.append(h)
             a = layer.forward(h)
             acts.append(a)
-            ss = sumsq(a)
+            ss = sumsq(a, xp)
             sss.append(ss)
-            h = normalize(a, self.cfg.norm, ss)
+            h = normalize(a, self.cfg.norm, ss, xp)
         self.last_sumsq = sss
         return hs, acts
 

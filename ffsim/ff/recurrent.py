@@ -31,6 +31,8 @@ __all__ = ["RecurrentFF"]
 class RecurrentFF(LayeredModel):
     """Hidden layers fed bottom-up and top-down, label clamped on top."""
 
+    device_batches = True  # train_step takes device images on the GPU backend
+
     eval_batch = 500
 
     def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
@@ -46,7 +48,7 @@ class RecurrentFF(LayeredModel):
             self.layers.append(layer)
         self.below = below
         self.head = SoftmaxHead(widths, num_classes, lr=cfg.lr_head, weight_cost=cfg.weight_cost_head,
-                                momentum=cfg.momentum)
+                                momentum=cfg.momentum, backend=self.backend)
 
     def _iterate(self, x_n: np.ndarray, top_n: np.ndarray, steps: int, learn: list | None = None,
                  positive: bool = True) -> list[list[np.ndarray]]:
@@ -56,23 +58,24 @@ class RecurrentFF(LayeredModel):
         gradient is accumulated.
         """
         cfg = self.cfg
+        xp = self.xp
         L = len(self.layers)
-        zeros_above = [np.zeros((len(x_n), a), np.float32) for a in [*cfg.layers[1:], self.num_classes]]
+        zeros_above = [xp.zeros((len(x_n), a), np.float32) for a in [*cfg.layers[1:], self.num_classes]]
         acts = []
         h_prev = x_n
         for k, layer in enumerate(self.layers):  # bottom-up pass, no top-down input yet
-            a = layer.forward(np.concatenate([h_prev, zeros_above[k]], axis=1))
+            a = layer.forward(xp.concatenate([h_prev, zeros_above[k]], axis=1))
             acts.append(a)
-            h_prev = normalize(a, cfg.norm)
+            h_prev = normalize(a, cfg.norm, xp=xp)
         history = [acts]
         keep = np.float32(cfg.recurrent_damping)
         for _ in range(steps):
-            norm = [normalize(a, cfg.norm) for a in acts]
+            norm = [normalize(a, cfg.norm, xp=xp) for a in acts]
             new = []
             for k, layer in enumerate(self.layers):
                 below = x_n if k == 0 else norm[k - 1]
                 above = top_n if k == L - 1 else norm[k + 1]
-                inp = np.concatenate([below, above], axis=1)
+                inp = xp.concatenate([below, above], axis=1)
                 a = layer.forward(inp)
                 if learn is not None:
                     G, p = layer.probs(a)
@@ -84,55 +87,66 @@ class RecurrentFF(LayeredModel):
         return history
 
     def _inputs(self, x: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return normalize(x, self.cfg.norm), normalize(top, self.cfg.norm)
+        xp = self.xp
+        return normalize(self.backend.asarray(x), self.cfg.norm, xp=xp), normalize(top, self.cfg.norm, xp=xp)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
         cfg = self.cfg
-        B = len(labels)
+        bk, xp = self.backend, self.xp
+        labels_h = bk.to_host(labels)
+        labels = bk.asarray(labels_h)
+        B = len(labels_h)
         C = self.num_classes
-        onehot = np.eye(C, dtype=np.float32)[labels]
-        x_n, neutral_n = self._inputs(x, np.full((B, C), 1.0 / C, np.float32))
+        eye = xp.eye(C, dtype=np.float32)
+        onehot = eye[labels]
+        x_n, neutral_n = self._inputs(x, xp.full((B, C), 1.0 / C, np.float32))
         # one bottom-up pass with the neutral label: the head's prediction picks hard negatives
         (acts0,) = self._iterate(x_n, neutral_n, 0)
-        head_in = [normalize(a, cfg.norm) for a in acts0]
-        probs = softmax(self.head.logits(head_in))
+        head_in = [normalize(a, cfg.norm, xp=xp) for a in acts0]
+        probs = softmax(self.head.logits(head_in), xp)
         self.head.update(head_in, probs, onehot, gain)
         if cfg.negatives == "hard":
-            neg = sample_negative_labels(probs, labels, rng)
+            neg = sample_negative_labels(probs, labels, rng, xp)
         else:
-            neg = (labels + 1 + rng.integers(0, C - 1, size=B)) % C
+            neg = bk.asarray((labels_h + 1 + rng.integers(0, C - 1, size=B)) % C)
         learn_pos = [[] for _ in self.layers]
         learn_neg = [[] for _ in self.layers]
-        hist_p = self._iterate(x_n, normalize(onehot, cfg.norm), cfg.recurrent_iters, learn_pos, True)
-        hist_n = self._iterate(x_n, normalize(np.eye(C, dtype=np.float32)[neg], cfg.norm), cfg.recurrent_iters,
+        hist_p = self._iterate(x_n, normalize(onehot, cfg.norm, xp=xp), cfg.recurrent_iters, learn_pos, True)
+        hist_n = self._iterate(x_n, normalize(eye[neg], cfg.norm, xp=xp), cfg.recurrent_iters,
                                learn_neg, False)
-        loss = 0.0
+        losses = []
         for k, layer in enumerate(self.layers):
             Gp = layer.probs(hist_p[-1][k])[0]
             Gn = layer.probs(hist_n[-1][k])[0]
-            loss += float(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
-            inp = np.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]])
-            d = np.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]])
+            losses.append(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
+            inp = xp.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]])
+            d = xp.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]])
             # gradients averaged over the iterations: normalize by cases x iterations
             layer.update(inp, d, cfg.lr * gain, B * cfg.recurrent_iters)
-        return {"loss": loss, "running_errors": int((probs.argmax(axis=1) != labels).sum()), "n": B}
+        f = self.host_floats([(probs.argmax(axis=1) != labels).sum(), *losses])
+        loss = 0.0
+        for v in f[1:]:
+            loss += v
+        return {"loss": loss, "running_errors": int(f[0]), "n": B}
 
     def goodness_scores(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
+        xp = self.xp
         B, C = len(x), self.num_classes
         steps = max(cfg.recurrent_eval_iters)
-        scores = np.zeros((B, C))
-        x_n = normalize(x, cfg.norm)
+        scores = xp.zeros((B, C))
+        x_n = normalize(self.backend.asarray(x), cfg.norm, xp=xp)
         for c in range(C):
-            top = normalize(np.eye(C, dtype=np.float32)[np.full(B, c)], cfg.norm)
+            top = normalize(xp.eye(C, dtype=np.float32)[xp.full(B, c)], cfg.norm, xp=xp)
             hist = self._iterate(x_n, top, steps)
             for t in cfg.recurrent_eval_iters:
                 for layer, a in zip(self.layers, hist[t], strict=True):
                     scores[:, c] += layer.probs(a)[0]
-        return scores / len(cfg.recurrent_eval_iters)
+        return self.backend.to_host(scores / len(cfg.recurrent_eval_iters))
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         B, C = len(x), self.num_classes
-        x_n, neutral_n = self._inputs(x, np.full((B, C), 1.0 / C, np.float32))
+        x_n, neutral_n = self._inputs(x, self.xp.full((B, C), 1.0 / C, np.float32))
         (acts0,) = self._iterate(x_n, neutral_n, 0)
-        return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts0]))
+        return self.backend.to_host(softmax(self.head.logits([normalize(a, self.cfg.norm, xp=self.xp)
+                                                              for a in acts0]), self.xp))

@@ -70,6 +70,12 @@ def _backend_used(model):
     return None
 
 
+def _engine_backend(model):
+    """Where the model's engine runs: its layers' backend for the FF models (None: numpy on the host)."""
+    layers = getattr(model, "layers", None)
+    return getattr(layers[0], "backend", None) if layers else None
+
+
 def _chips(model) -> list:
     return [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
 
@@ -180,6 +186,16 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
         log(f"resuming {out} after epoch {state['epoch']}")
     elif resume:
         log(f"no checkpoint in {out}: starting from scratch")
+    # on the GPU backend the FF engine takes device batches: the images move to the device once
+    engine = _engine_backend(model)
+    x_batches = x_tr
+    if engine is not None and engine.is_gpu and getattr(model, "device_batches", False):
+        x_batches, x_eval = engine.asarray(x_tr), engine.asarray
+    else:
+        def x_eval(a):
+            return a
+    x_te_eval = x_eval(x_te)
+    x_val_eval = x_eval(x_val) if x_val is not None else None
     B = cfg.batch_size
     n_batches = len(y_tr) // B
     if n_batches == 0:
@@ -201,7 +217,8 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
         for bi in range(n_batches):
             idx = order[bi * B:(bi + 1) * B]
             try:
-                stats = model.train_step(x_tr[idx], y_tr[idx], neg_rng, gain)
+                xb = x_tr[idx] if x_batches is x_tr else x_batches[engine.asarray(idx)]
+                stats = model.train_step(xb, y_tr[idx], neg_rng, gain)
                 bad = None if np.isfinite(stats["loss"]) else f"non-finite loss ({stats['loss']})"
             except NonFiniteInput as exc:
                 bad = f"NaN or inf reached the chip ({exc})"
@@ -230,12 +247,12 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
             t1 = time.perf_counter()
             if cfg.eval_train_cases:
                 sub = slice(0, min(cfg.eval_train_cases, len(y_tr)))
-                rec.update({f"train_{k}": v for k, v in model.evaluate(x_tr[sub], y_tr[sub]).items()})
+                rec.update({f"train_{k}": v for k, v in model.evaluate(x_batches[sub], y_tr[sub]).items()})
             if x_val is not None:
-                rec.update({f"val_{k}": v for k, v in model.evaluate(x_val, y_val).items()})
+                rec.update({f"val_{k}": v for k, v in model.evaluate(x_val_eval, y_val).items()})
             for which in ("softmax", "goodness"):  # separately: their inference costs differ (1 vs 10 passes)
                 ops1 = model.ops()
-                rec.update({f"test_{k}": v for k, v in model.evaluate(x_te, y_te, which=(which,)).items()})
+                rec.update({f"test_{k}": v for k, v in model.evaluate(x_te_eval, y_te, which=(which,)).items()})
                 e = _energy(model.ops() - ops1, profile)
                 if rec.get(f"test_error_{which}") is not None:
                     rec[f"inference_energy_J_per_image_{which}"] = e["energy_J"] / len(y_te)
@@ -273,7 +290,7 @@ def _results(cfg: FFConfig, profile, meta: dict, history: list[dict], model) -> 
         "profile_hash": profile.profile_hash,
         "mode": cfg.mode,
         "seeds": {"seed": cfg.seed, "fab_seed": cfg.fab_seed},
-        "backend": backend_record(_backend_used(model)),
+        "backend": backend_record(_backend_used(model), _engine_backend(model)),
         "history": history,
         "final": {k: last.get(k) for k in ("test_error_goodness", "test_error_softmax", "val_error_goodness",
                                            "val_error_softmax", "train_energy_J_per_sample",

@@ -68,28 +68,37 @@ class UnsupervisedFF(LayeredModel):
         k = cfg.head_layers or min(3, len(cfg.layers))
         self.head_from = len(cfg.layers) - k
         self.head = SoftmaxHead(list(cfg.layers[self.head_from:]), num_classes, lr=cfg.lr_head,
-                                weight_cost=cfg.weight_cost_head, momentum=cfg.momentum)
+                                weight_cost=cfg.weight_cost_head, momentum=cfg.momentum, backend=self.backend)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
         cfg = self.cfg
+        bk, xp = self.backend, self.xp
+        x, labels = bk.to_host(x), bk.to_host(labels)  # the hybrids are drawn on the host
         B = len(labels)
         neg = hybrid_images(x, labels, rng, self.shape, self.blurs)
         hs, acts = self.bottom_up(np.concatenate([x, neg]))
-        loss = 0.0
+        labels = bk.asarray(labels)
+        losses = []
         for k, (layer, a) in enumerate(zip(self.layers, acts, strict=True)):
             Gp, pp = layer.probs(a[:B])
             Gn, pn = layer.probs(a[B:])
             dp = layer.delta_positive(a[:B], pp)
             dn = layer.delta_negative(a[B:], pn)
-            loss += float(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
-            layer.update(hs[k], np.concatenate([dp, dn]), cfg.lr * gain, B)
-        head_in = [normalize(a[:B], cfg.norm) for a in acts[self.head_from:]]
-        probs = softmax(self.head.logits(head_in))
-        onehot = np.eye(self.num_classes, dtype=np.float32)[labels]
+            losses.append(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
+            layer.update(hs[k], xp.concatenate([dp, dn]), cfg.lr * gain, B)
+        head_in = [normalize(a[:B], cfg.norm, xp=xp) for a in acts[self.head_from:]]
+        probs = softmax(self.head.logits(head_in), xp)
+        onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]
         self.head.update(head_in, probs, onehot, gain)
-        return {"loss": loss, "running_errors": int((probs.argmax(axis=1) != labels).sum()), "n": B}
+        f = self.host_floats([(probs.argmax(axis=1) != labels).sum(), *losses])
+        loss = 0.0
+        for v in f[1:]:
+            loss += v
+        return {"loss": loss, "running_errors": int(f[0]), "n": B}
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         _, acts = self.bottom_up(x)
-        return softmax(self.head.logits([normalize(a, self.cfg.norm) for a in acts[self.head_from:]]))
+        xp = self.xp
+        return self.backend.to_host(softmax(self.head.logits([normalize(a, self.cfg.norm, xp=xp)
+                                                              for a in acts[self.head_from:]]), xp))
 

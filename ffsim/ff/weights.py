@@ -13,8 +13,10 @@
   than ``threshold`` (in units of ``w_max``) since it was last written.
 
 All three keep an :class:`~ffsim.crossbar.OpCounter`; the float store counts its multiply-accumulates.
-The engine computes with numpy on the host: what a chip measures on the GPU backend is copied to the host
-(``chip.backend.to_host``, a no-op on the CPU and in the CUDA simulator).
+Every store has a ``backend`` (its chip's, or where its float weights live) and takes and returns arrays of
+that backend: on the GPU backend what a chip measures stays on the device, and the float copies of
+``hybrid`` mode (master weights, smoothed gradient, what was last written) are device arrays too.
+Checkpoints are numpy arrays.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class FloatWeights:
     mode = "ideal"
 
     def __init__(self, W0: np.ndarray, momentum: float, weight_cost: float, **_: object):
+        self.backend = select_backend("cpu")
         self.W = np.ascontiguousarray(W0, dtype=np.float32)
         self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
         self.ops = OpCounter()
@@ -90,7 +93,7 @@ class DeviceFloatWeights(FloatWeights):
     """``ideal`` mode on the GPU backend: the float32 weights and their smoothed gradient live on the device;
     the products and the fused optimizer step (the numba-cuda twin of ``_smoothed_step``) run there.
 
-    The engine around it is numpy on the host: inputs are copied to the device and outputs back.
+    Inputs are moved to the device where they are host arrays; outputs stay on the device.
     ``W`` is a device array (CuPy on a GPU): code that reads or writes it directly must use the backend.
     """
 
@@ -105,7 +108,7 @@ class DeviceFloatWeights(FloatWeights):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
-        return self.backend.to_host(self.backend.to_device(x) @ self.W)
+        return self.backend.to_device(x) @ self.W
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         self.ops.macs += x.shape[0] * self.W.shape[0] * self.W.shape[1]
@@ -135,12 +138,12 @@ class InSituWeights:
 
     def __init__(self, W0: np.ndarray, chip: Crossbar, **_: object):
         self.chip = chip
-        self._host = chip.backend.to_host
+        self.backend = chip.backend
         chip.program(W0)
         self.ops = chip.ops
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._host(self.chip.forward(x))
+        return self.chip.forward(x)
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         """``ΔW ≈ lr · xᵀ δ / batch`` by pulse trains (no smoothing, no weight cost: see module doc)."""
@@ -161,31 +164,44 @@ class HybridWeights:
     def __init__(self, W0: np.ndarray, chip: Crossbar, momentum: float, weight_cost: float,
                  threshold: float = 0.02, **_: object):
         self.chip = chip
-        self.W = np.ascontiguousarray(W0, dtype=np.float32)
-        self.written = self.W.copy()
-        self.opt = _Smoothed(self.W.shape, momentum, weight_cost)
+        self.backend = bk = chip.backend
+        W = np.ascontiguousarray(W0, dtype=np.float32)
+        self.opt = _Smoothed(W.shape, momentum, weight_cost)
         self.threshold = np.float32(threshold * chip.w_max)
-        self._host = chip.backend.to_host
-        chip.program(self.W)
+        chip.program(W)
+        # on the GPU backend the float copies live on the device, the optimizer step is the CUDA twin
+        self._step = bk.kernels.smoothed_step if bk.is_gpu else None
+        if bk.is_gpu:
+            W = bk.to_device(W)
+            self.opt.grad = bk.to_device(self.opt.grad)
+        self.W = W
+        self.written = W.copy()
         self.ops = chip.ops
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._host(self.chip.forward(x))
+        return self.chip.forward(x)
 
     def update(self, x: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
-        self.opt.step(self.W, x.T @ delta, lr, 1.0 / batch)
-        moved = np.abs(self.W - self.written) > self.threshold
+        if self._step is None:
+            self.opt.step(self.W, x.T @ delta, lr, 1.0 / batch)
+        else:
+            dev, o = self.backend.to_device, self.opt
+            self._step(self.W, o.grad, dev(x).T @ dev(delta), o.momentum, np.float32(1.0 / batch), np.float32(lr),
+                       o.weight_cost)
+        moved = self.backend.xp.abs(self.W - self.written) > self.threshold
         if moved.any():
             self.chip.program(self.W, mask=moved)
             self.written[moved] = self.W[moved]
 
     def weights_for_checkpoint(self) -> dict[str, np.ndarray]:
-        return {"W": self.W, "grad": self.opt.grad, "written": self.written}
+        host = self.backend.to_host
+        return {"W": host(self.W), "grad": host(self.opt.grad), "written": host(self.written)}
 
     def load_checkpoint(self, d: dict[str, np.ndarray]) -> None:
-        self.W[...] = d["W"]
-        self.opt.grad[...] = d["grad"]
-        self.written[...] = d["written"]
+        dev = self.backend.to_device
+        self.W[...] = dev(d["W"])
+        self.opt.grad[...] = dev(d["grad"])
+        self.written[...] = dev(d["written"])
 
 
 def make_weights(mode: str, W0: np.ndarray, *, profile: HardwareProfile | None, fab_seed: tuple[int, ...],

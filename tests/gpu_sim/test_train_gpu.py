@@ -1,6 +1,6 @@
 """``ffsim train --backend gpu`` in the CUDA simulator: the run records the GPU backend and its learning
-curve equals the CPU run's (same seeds, same draws), on chips (pcm in-situ) and in ideal mode (float
-weights on the device)."""
+curve equals the CPU run's (same seeds, same draws), on chips (pcm in-situ and hybrid) and in ideal mode
+(float weights on the device), with the FF engine on the device."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _train(out, backend, monkeypatch, profile):
 def test_train_on_gpu_simulator_equals_cpu(tmp_path, monkeypatch, profile):
     gpu = _train(tmp_path / "gpu", "gpu", monkeypatch, profile)
     cpu = _train(tmp_path / "cpu", "cpu", monkeypatch, profile)
-    assert gpu["backend"] == {"weights": "gpu", "simulated": True, "engine": "cpu", "requested": "gpu"}
+    assert gpu["backend"] == {"weights": "gpu", "simulated": True, "engine": "gpu", "requested": "gpu"}
     assert cpu["backend"] == {"weights": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
     assert gpu["seeds"] == cpu["seeds"] and gpu["profile_hash"] == cpu["profile_hash"]
 
