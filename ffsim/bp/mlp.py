@@ -15,6 +15,11 @@ Three ways to train it (``mode``):
 
 The output layer's logits are measured like any other layer (on the chip in ``insitu`` and ``model``).
 Biases are digital.
+
+On the GPU backend (the chips', or for ``ideal`` mode ``$FFSIM_BACKEND``'s) the engine computes with the
+backend's ``xp``: activations, errors, float weights (stepped by the CUDA twin of the optimizer), the
+model's nominal weights and the biases stay on the device; ``predict_softmax`` and the statistics are
+numpy / Python floats.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 
 import numpy as np
 
+from ffsim.backend import select_backend
 from ffsim.crossbar import Crossbar, OpCounter
 from ffsim.ff.config import FFConfig
 from ffsim.ff.layer import softmax
@@ -38,23 +44,30 @@ class _Store:
     def __init__(self, mode: str, W0: np.ndarray, chip: Crossbar | None, momentum: float, weight_cost: float):
         self.mode = mode
         self.chip = chip
+        self.backend = bk = chip.backend if chip is not None else select_backend()
         self.W = W0.astype(np.float32) if mode != "insitu" else None  # float weights, or the model's nominal ones
         self.opt = _Smoothed(W0.shape, momentum, weight_cost) if mode == "ideal" else None
         self.ops = chip.ops if chip is not None else OpCounter()
         if chip is not None:
-            self._host = chip.backend.to_host  # the engine is numpy on the host (a no-op on the CPU)
             chip.program(W0)
+        self._step = None
+        if bk.is_gpu:  # float copies on the device; the optimizer step is the CUDA twin
+            if self.W is not None:
+                self.W = bk.to_device(self.W)
+            if self.opt is not None:
+                self.opt.grad = bk.to_device(self.opt.grad)
+                self._step = bk.kernels.smoothed_step
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.chip is not None:
-            return self._host(self.chip.forward(x))
+            return self.chip.forward(x)
         self.ops.macs += x.shape[0] * self.W.size
         return x @ self.W
 
     def backward(self, d: np.ndarray) -> np.ndarray:
         """``d @ Wᵀ``: through the chip's transposed read (insitu) or the digital model / float weights."""
         if self.mode == "insitu":
-            return self._host(self.chip.transposed(d))
+            return self.chip.transposed(d)
         self.ops.macs += d.shape[0] * self.W.size
         return d @ self.W.T
 
@@ -62,7 +75,12 @@ class _Store:
         """Descend: ΔW = −lr xᵀ δ / batch (δ = dL/dz per case)."""
         if self.mode == "ideal":
             self.ops.macs += x.shape[0] * self.W.size
-            self.opt.step(self.W, x.T @ delta, lr, -1.0 / batch)
+            if self._step is None:
+                self.opt.step(self.W, x.T @ delta, lr, -1.0 / batch)
+            else:
+                o = self.opt
+                self._step(self.W, o.grad, x.T @ delta, o.momentum, np.float32(-1.0 / batch), np.float32(lr),
+                           o.weight_cost)
             return
         self.chip.pulse_update(x, -delta, lr / batch)
         if self.mode == "model":  # the software model assumes the intended change happened
@@ -70,19 +88,21 @@ class _Store:
 
     def state(self) -> dict[str, np.ndarray]:
         out = {}
+        host = self.backend.to_host
         if self.W is not None:
-            out["W"] = self.W
+            out["W"] = host(self.W)
         if self.opt is not None:
-            out["grad"] = self.opt.grad
+            out["grad"] = host(self.opt.grad)
         if self.chip is None:
             out["ops_values"] = np.array(list(self.ops.as_dict().values()), dtype=np.float64)
         return out
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
+        dev = self.backend.asarray
         if self.W is not None:
-            self.W[...] = d["W"]
+            self.W[...] = dev(d["W"])
         if self.opt is not None:
-            self.opt.grad[...] = d["grad"]
+            self.opt.grad[...] = dev(d["grad"])
         if self.chip is None:
             for name, v in zip(self.ops.as_dict(), d["ops_values"], strict=True):
                 setattr(self.ops, name, type(getattr(self.ops, name))(v))
@@ -91,8 +111,10 @@ class _Store:
 class _Layer:
     def __init__(self, store: _Store, n_out: int, momentum: float):
         self.store = store
-        self.b = np.zeros(n_out, dtype=np.float32)
-        self.b_grad = np.zeros(n_out, dtype=np.float32)
+        self.backend = store.backend
+        self.xp = self.backend.xp
+        self.b = self.backend.asarray(np.zeros(n_out, dtype=np.float32))
+        self.b_grad = self.backend.asarray(np.zeros(n_out, dtype=np.float32))
         self.momentum = np.float32(momentum)
 
     def update_bias(self, delta: np.ndarray, lr: float, batch: int) -> None:
@@ -101,11 +123,13 @@ class _Layer:
         self.b -= np.float32(lr) * self.b_grad
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"b": self.b, "b_grad": self.b_grad, **self.store.state()}
+        host = self.backend.to_host
+        return {"b": host(self.b), "b_grad": host(self.b_grad), **self.store.state()}
 
     def load_state(self, d: dict[str, np.ndarray]) -> None:
-        self.b[...] = d["b"]
-        self.b_grad[...] = d["b_grad"]
+        dev = self.backend.asarray
+        self.b[...] = dev(d["b"])
+        self.b_grad[...] = dev(d["b_grad"])
         self.store.load_state(d)
 
 
@@ -119,6 +143,8 @@ class _NoHead:
 
 class BPNetwork(LayeredModel):
     """ReLU MLP ``in -> layers... -> classes`` trained by backpropagation (see module docstring)."""
+
+    device_batches = True  # train_step takes device images on the GPU backend
 
     def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
         self.cfg = cfg
@@ -140,22 +166,24 @@ class BPNetwork(LayeredModel):
     def _forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """Inputs of every layer, their pre-activations, and the logits."""
         hs, zs = [], []
-        h = x
+        h = self.backend.asarray(x)
         for k, layer in enumerate(self.layers):
             hs.append(h)
             z = layer.store.forward(h) + layer.b
             zs.append(z)
-            h = np.maximum(z, 0) if k < len(self.layers) - 1 else z
+            h = self.xp.maximum(z, 0) if k < len(self.layers) - 1 else z
         return hs, zs, h
 
-    def loss_and_grads(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, list[np.ndarray], list, np.ndarray]:
-        """Cross-entropy, dL/dz per layer (from the measured forward pass), the inputs, and the probs."""
+    def _loss_and_grads(self, x, labels):
+        """As :meth:`loss_and_grads`, the loss a 0-d array of the backend and ``labels`` already on it."""
+        xp = self.xp
         hs, zs, logits = self._forward(x)
-        probs = softmax(logits)
+        probs = softmax(logits, xp)
         B = len(labels)
-        loss = float(-np.log(probs[np.arange(B), labels] + 1e-30).mean())
+        rows = xp.arange(B)
+        loss = -xp.log(probs[rows, labels] + 1e-30).mean()
         d = probs.astype(np.float32)
-        d[np.arange(B), labels] -= 1.0  # dL/dlogits per case (the mean over cases enters in the update)
+        d[rows, labels] -= 1.0  # dL/dlogits per case (the mean over cases enters in the update)
         deltas = [None] * len(self.layers)
         deltas[-1] = d
         for k in range(len(self.layers) - 1, 0, -1):
@@ -163,14 +191,21 @@ class BPNetwork(LayeredModel):
             deltas[k - 1] = back * (zs[k - 1] > 0)
         return loss, deltas, hs, probs
 
+    def loss_and_grads(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, list[np.ndarray], list, np.ndarray]:
+        """Cross-entropy, dL/dz per layer (from the measured forward pass), the inputs, and the probs."""
+        loss, deltas, hs, probs = self._loss_and_grads(x, self.backend.asarray(labels))
+        return float(loss), deltas, hs, probs
+
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
-        loss, deltas, hs, probs = self.loss_and_grads(x, labels)
+        labels = self.backend.asarray(labels)
+        loss, deltas, hs, probs = self._loss_and_grads(x, labels)
         B = len(labels)
         lr = self.cfg.lr * gain
         for layer, h, d in zip(self.layers, hs, deltas, strict=True):
             layer.store.update(h, d, lr, B)
             layer.update_bias(d, lr, B)
-        return {"loss": loss, "running_errors": int((probs.argmax(axis=1) != labels).sum()), "n": B}
+        loss, errors = self.host_floats([loss, (probs.argmax(axis=1) != labels).sum()])
+        return {"loss": loss, "running_errors": int(errors), "n": B}
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
-        return softmax(self._forward(x)[2])
+        return self.backend.to_host(softmax(self._forward(x)[2], self.xp))

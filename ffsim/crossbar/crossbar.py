@@ -338,6 +338,10 @@ class Crossbar:
         a = np.ascontiguousarray(a.reshape(1, n) if single else a, dtype=np.float32)
         return a, single
 
+    def _host_array(self, a) -> np.ndarray:
+        """``a`` as a numpy array (``np.asarray`` on the CPU, a copy from the device on the GPU backend)."""
+        return np.asarray(a) if self._cpu else self._bk.to_host(a)
+
     def _batch_device(self, x, n: int, name: str):
         a = x if isinstance(x, self._xp.ndarray) else np.asarray(x)
         if a.ndim not in (1, 2) or a.shape[-1] != n:
@@ -377,14 +381,17 @@ class Crossbar:
         rewritten (selective write-verify, as in mixed-precision training); the others, the reference
         column and the clock are left as they are, and only the rewritten cells are counted.
         """
-        W = np.asarray(W) if self._cpu else self._bk.to_host(W)
+        # selective writes (hybrid training's frequent case) keep targets and mask where the state lives
+        move = self._bk.to_device if (mask is not None and not self._cpu) else self._host_array
+        xp = self._xp if mask is not None else np
+        W = move(W)
         if W.shape != self.shape:
             raise ValueError(f"program: W must have shape {self.shape}, got {W.shape}")
         if mask is not None:
-            mask = np.asarray(mask) if self._cpu else self._bk.to_host(mask)
+            mask = move(mask)
             if mask.shape != self.shape or mask.dtype != np.bool_:
                 raise ValueError(f"program: mask must be a boolean array of shape {self.shape}")
-            if not np.all(np.isfinite(W[mask])):
+            if not bool(xp.all(xp.isfinite(W[mask]))):
                 raise NonFiniteInput("program: W contains NaN or inf")
         elif not np.all(np.isfinite(W)):
             raise NonFiniteInput("program: W contains NaN or inf")
@@ -439,9 +446,9 @@ class Crossbar:
         cache_on = p.tile.ir_drop == 0 and not self._dirty
         S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
         rows = xp.zeros(self.in_features, dtype=np.bool_)
-        Wn = self._dev(np.ascontiguousarray(W, dtype=np.float64) / self.w_max)
+        Wn = self._dev(self._xp.ascontiguousarray(W, dtype=np.float64) / self.w_max)
         prog = self._dev(np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg)
-        n = self._k.program_masked(Wn, self._dev(np.ascontiguousarray(mask)), self._g, self._gmax, self._stuck,
+        n = self._k.program_masked(Wn, self._dev(self._xp.ascontiguousarray(mask)), self._g, self._gmax, self._stuck,
                                    self._wn, nu, drift_on, self._dev(nu_prm), prog, d.levels, self._gref0, self._span,
                                    self._gmin_n, self._xscale, draw_key(self._rng), cache_on, self._W, S2, self._ref,
                                    self._col_tile, self._lut, self._lut_inv, self._t2(), self._rowsum, rows)

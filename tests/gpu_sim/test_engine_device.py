@@ -126,10 +126,10 @@ def _dataset(path):
     return str(path)
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "ideal"])
-def test_training_run_on_the_device_equals_the_cpu_run(strict_gpu, tmp_path, mode):
+@pytest.mark.parametrize(("model", "mode"), [("ff", "hybrid"), ("ff", "ideal"), ("bp", "ideal")])
+def test_training_run_on_the_device_equals_the_cpu_run(strict_gpu, tmp_path, model, mode):
     data = _dataset(tmp_path / "d.npz")
-    cfg = FFConfig(layers=(6, 6), batch_size=20, epochs=1, eval_train_cases=10, mode=mode,
+    cfg = FFConfig(model=model, layers=(6, 6), batch_size=20, epochs=1, eval_train_cases=10, mode=mode,
                    profile="pcm" if mode != "ideal" else "ideal", profile_overrides=PCM_TINY if mode != "ideal" else {})
     res = {}
     for name in ("cpu", "gpu"):
@@ -153,3 +153,14 @@ def test_training_run_on_the_device_equals_the_cpu_run(strict_gpu, tmp_path, mod
         assert sorted(k for k in a.files if k.startswith("model.")) == model_keys
         for k in model_keys:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize(("mode", "profile"), [("insitu", "pcm"), ("model", "pcm"), ("ideal", "ideal")])
+def test_bp_train_step_stays_on_the_device(strict_gpu, mode, profile):
+    over = PCM_TINY if profile != "ideal" else {}
+    cpu, gpu = _models(strict_gpu, model="bp", mode=mode, profile=profile, profile_overrides=over)
+    assert gpu.backend is STRICT and isinstance(gpu.layers[0].b, Device)
+    if mode != "insitu":
+        assert isinstance(gpu.layers[0].store.W, Device)
+    x, y = _data()
+    _assert_same(cpu, gpu, x, y)
