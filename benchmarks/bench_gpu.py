@@ -84,6 +84,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
     y = ds.y_train[: batches * batch].astype(np.int64)
     cfg = FFConfig(layers=layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0)
     model = build_model(cfg, 784, 10)
+    x = model.backend.asarray(x)  # the images move to the device once, as in ffsim train
     rng = np.random.default_rng([0, 2])
     model.train_step(x[:batch], y[:batch], rng, 1.0)  # warm up (kernel compilation)
     t0 = time.perf_counter()
