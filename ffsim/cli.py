@@ -245,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-run", help="a finished 'ffsim train' folder to use as the teacher (skips training)")
     p.add_argument("--teacher-fab-seed", type=int, default=1)
     p.add_argument("--student-fab-seeds", default="2,3,4", help="comma-separated fabrication seeds of the students")
-    p.add_argument("--transfer", default="train", choices=["train", "subset", "noisy", "shifted"])
+    p.add_argument("--transfer", default="train", choices=["train", "subset", "noisy", "shifted", "augmented"],
+                   help="label-free transfer set: the training images, a random subset (--transfer-size), noisy or "
+                   "shifted versions, or 'augmented': the images plus a shifted copy of each (twice as many)")
     p.add_argument("--transfer-size", type=int, help="number of transfer images (default: all training images)")
     p.add_argument("--distill-epochs", type=int, default=10)
     p.add_argument("--teacher-reads", type=int, default=1, help="teacher inferences averaged per transfer image "

@@ -218,3 +218,14 @@ def test_train_step_learns_soft_targets_at_the_head_temperature():
         moved[T] = max(float(np.abs(W - W0).max()) for W, W0 in zip(model.head.W, before, strict=True))
     assert moved[4.0] < 1e-5, moved
     assert moved[1.0] > 1e-3, moved
+
+
+def test_augmented_transfer_doubles_the_images_and_bad_kinds_are_named(tmp_path):
+    cfg = _small_cfg(eval_train_cases=100)
+    r = run_mortal(cfg, tmp_path / "aug", student_fab_seeds=[2], transfer="augmented", transfer_size=150,
+                   distill_epochs=1, train_cases=300, test_cases=100, log=lambda m: None)
+    assert r["transfer"]["kind"] == "augmented" and r["transfer"]["size"] == 300
+    assert [row["student"] for row in r["rows"]] == ["teacher", "copy", "distilled", "scratch"]
+    with pytest.raises(ValueError, match="transfer must be one of .*augmented.*'mixed'"):  # before training
+        run_mortal(cfg, tmp_path / "bad", student_fab_seeds=[2], transfer="mixed", distill_epochs=1, train_cases=300,
+                   test_cases=100, log=lambda m: None)

@@ -35,9 +35,10 @@ from ffsim.mortal.transfer import (
     transfer_images,
 )
 
-__all__ = ["evaluate_probs", "run_mortal"]
+__all__ = ["TRANSFER_KINDS", "evaluate_probs", "run_mortal"]
 
 YEAR_S = 365 * 86400.0
+TRANSFER_KINDS = ("train", "subset", "noisy", "shifted", "augmented")
 
 
 def evaluate_probs(model, x: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
 
     ``teacher_reads`` and ``temperature`` are passed to :func:`~ffsim.mortal.transfer.distill` (teacher
     inferences averaged per transfer image; temperature of the soft targets)."""
+    if transfer not in TRANSFER_KINDS:  # before any training
+        raise ValueError(f"transfer must be one of {', '.join(TRANSFER_KINDS)} (got {transfer!r})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -95,12 +98,13 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
         f"{100 * t_eval['error_goodness']:.2f}% (goodness)")
     # the transfer set: label-free images; the scratch student gets the true labels of the same images
     idx_rng = np.random.default_rng([cfg.seed, 78])
-    if transfer in ("train", "subset", "noisy", "shifted"):
-        order = idx_rng.permutation(len(x_tr))[: transfer_size or len(x_tr)]
-        x_base, y_base = x_tr[order], y_tr[order]
-        x_transfer = transfer_images(x_base, transfer if transfer != "subset" else "train", idx_rng)
+    order = idx_rng.permutation(len(x_tr))[: transfer_size or len(x_tr)]
+    x_base, y_base = x_tr[order], y_tr[order]
+    if transfer == "augmented":  # the images and a shifted copy of each: twice the transfer set
+        x_transfer = np.concatenate([x_base, transfer_images(x_base, "shifted", idx_rng)])
+        y_base = np.concatenate([y_base, y_base])
     else:
-        raise ValueError(f"transfer must be 'train', 'subset', 'noisy' or 'shifted' (got {transfer!r})")
+        x_transfer = transfer_images(x_base, transfer if transfer != "subset" else "train", idx_rng)
     rows = [teacher_row]
     oracle = TeacherOracle(teacher)
     for s in student_fab_seeds:
