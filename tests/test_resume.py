@@ -55,8 +55,9 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     p.wait(timeout=60)
     epoch_killed = json.loads(ckpt.read_text())["epoch"]
     assert 1 <= epoch_killed < 4
+    # results.json is written just after each epoch's checkpoint: a kill between the two leaves it one epoch behind
     assert not (killed / "results.json").is_file() or \
-        len(json.loads((killed / "results.json").read_text())["history"]) == epoch_killed
+        len(json.loads((killed / "results.json").read_text())["history"]) in (epoch_killed - 1, epoch_killed)
 
     p = _run(killed, ["--resume"])
     out, err = p.communicate(timeout=600)
