@@ -4,7 +4,7 @@
 # transfer-set size (the full 60k transfer set of the same student chip is the high-variability run).
 # Results in experiments/results/mortal-*/; EXPERIMENTS.md quotes them.
 #
-#   bash experiments/mortal.sh [high-variability|pcm|sizes|all] [DISTILL_EPOCHS]
+#   bash experiments/mortal.sh [high-variability|pcm|high-variability-augmented|sizes|all] [DISTILL_EPOCHS]
 #
 # DISTILL_EPOCHS (default 10) is the student's budget (distillation and scratch alike); other than 10 it
 # names the output folders mortal-PROFILE-${DISTILL_EPOCHS}ep.  The 20-epoch pcm runs put student chip 4 in
@@ -41,6 +41,12 @@ case "${1:-all}" in
       distill pcm 2,3 "$R/mortal-pcm$SUF" --aging
       distill pcm 4 "$R/mortal-pcm$SUF-seed4"
     fi ;;&
+  high-variability-augmented)  # the images plus a shifted copy of each; one process and folder per student
+    teacher high-variability
+    for s in 2 3; do
+      distill high-variability "$s" "$R/mortal-high-variability${SUF}-augmented-seed$s" --transfer augmented &
+    done
+    wait ;;
   sizes|all)
     teacher high-variability
     python experiments/mortal_transfer_size.py --teacher-run "$R/mortal-high-variability-teacher" \
