@@ -463,6 +463,24 @@ def test_resume_without_checkpoint_starts_from_scratch(ideal_run, tmp_path):
     assert untimed(results(tmp_path / "fresh")["history"]) == untimed(results(ref)["history"])
 
 
+def test_resume_from_another_checkout_ignores_the_dataset_path_but_not_its_hash(ideal_run, tmp_path, monkeypatch):
+    # a run folder carried to another checkout or machine: the dataset file's path differs, its sha256 not
+    src, rc, _, se = ideal_run
+    assert rc == 0, se
+    monkeypatch.setattr(FFNetwork, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    for field, value, ok in (("source", "/elsewhere/mnist.npz", True), ("sha256", "0" * 64, False)):
+        out = tmp_path / field
+        shutil.copytree(src, out)
+        ck = json.loads((out / "checkpoint.json").read_text())
+        ck["meta"]["dataset"][field] = value
+        (out / "checkpoint.json").write_text(json.dumps(ck))
+        rc, so, se = train(out, "--epochs", "2", "--resume")
+        if ok:
+            assert rc == 0 and "after epoch 2" in se, se
+        else:
+            assert rc == 2 and "different configuration" in se, (so, se)
+
+
 @pytest.mark.parametrize("change", [["--lr", "0.02"], ["--layers", "20,20", "--seed", "5"], ["--epochs", "3"]])
 def test_resume_with_a_different_config_is_refused(ideal_run, tmp_path, change):
     src, rc, _, se = ideal_run

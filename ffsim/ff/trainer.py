@@ -153,6 +153,12 @@ def _plot(out: Path, history: list[dict], title: str) -> None:
     write_png_atomic(out / "learning_curves.png", fig)
 
 
+def _same_run(meta: dict) -> dict:
+    """What must match for a resume: everything but where the dataset file was read from (its sha256
+    identifies the data), so that a run folder can be resumed from another checkout or machine."""
+    return {**meta, "dataset": {k: v for k, v in meta.get("dataset", {}).items() if k != "source"}}
+
+
 def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mnist", resume: bool = False,
           progress: bool = True, train_cases: int | None = None, test_cases: int | None = None,
           log=None) -> dict[str, Any]:
@@ -176,7 +182,7 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
             "dataset": {"name": ds.name, "sha256": ds.sha256, "source": ds.source}}
     if resume and (out / "checkpoint.json").is_file():
         state = _load_checkpoint(out, model)
-        if state["meta"] != to_jsonable(meta):
+        if _same_run(state["meta"]) != _same_run(to_jsonable(meta)):
             raise ValueError(f"{out}: --resume with a different configuration than the checkpoint's "
                              "(remove --resume to start over in another folder)")
         data_rng.bit_generator.state = state["data_rng"]
