@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic", "write_png_atomic",
+__all__ = ["remove_stale_temporaries", "to_jsonable", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic",
+           "write_png_atomic",
            "write_text_atomic"]
 
 
@@ -42,6 +43,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names) -> list[Path]:
+    """Delete the temporary files that a writer killed mid-write (SIGKILL, power loss) left next to ``names``.
+
+    Only files of the exact form ``.<name>.<random>.tmp`` made by :func:`write_bytes_atomic` for one of
+    ``names`` are removed; call it when a run takes its folder over (start or resume), never while another
+    process may be writing there.  Returns the paths removed.
+    """
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def write_png_atomic(path: str | os.PathLike, fig, dpi: int = 110) -> None:

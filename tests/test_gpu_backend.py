@@ -242,3 +242,26 @@ def test_train_bad_backend_environment_is_a_usage_error(fresh, tmp_path):
     rc, _, err = _cli(["train", "--out", str(tmp_path / "x"), *TINY_TRAIN])
     assert rc == 2
     assert "FFSIM_BACKEND='quantum'" in err and "cpu, gpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("profile", ["ideal", "ecram"])
+def test_real_gpu_training_matches_cpu_in_distribution(fresh, tmp_path, profile):
+    """The same short FF training (ideal weights; ecram in-situ pulse updates) on the CPU and on a real GPU:
+    rounding differs (cuBLAS, libdevice), so the runs drift apart, but their errors must stay close."""
+    import json
+
+    if _real_gpu() is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    args = ["--layers", "200,200", "--train-cases", "6000", "--test-cases", "2000", "--eval-train-cases", "2000",
+            "--epochs", "2", "--no-progress", "--profile", profile]
+    res = {}
+    for b in ("cpu", "gpu"):
+        rc, _, err = _cli(["train", "--out", str(tmp_path / b), "--backend", b, *args])
+        assert rc == 0, err
+        res[b] = json.loads((tmp_path / b / "results.json").read_text())
+    assert res["gpu"]["backend"]["weights"] == res["gpu"]["backend"]["engine"] == "gpu"
+    assert res["cpu"]["backend"]["engine"] == "cpu"
+    for key in ("test_error_softmax", "test_error_goodness"):
+        e_cpu, e_gpu = res["cpu"]["history"][-1][key], res["gpu"]["history"][-1][key]
+        # 2000 test images: one standard error of an error rate near 10 % is 0.7 pp; allow about 4
+        assert abs(e_gpu - e_cpu) < 0.03, (key, e_cpu, e_gpu)

@@ -73,3 +73,16 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         for k in fa.files:
             np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
     assert not list(killed.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed_and_nothing_else(tmp_path):
+    from ffsim.io import remove_stale_temporaries
+
+    stale = [tmp_path / ".results.json.k3j9x_2a.tmp", tmp_path / ".checkpoint.npz.zz01.tmp"]
+    keep = [tmp_path / ".notes.txt.ab12.tmp", tmp_path / "results.json", tmp_path / ".results.json.tmpx",
+            tmp_path / "results.json.ab.tmp"]
+    for f in stale + keep:
+        f.write_text("x")
+    removed = remove_stale_temporaries(tmp_path, ["results.json", "checkpoint.npz"])
+    assert sorted(removed) == sorted(stale)
+    assert all(f.is_file() for f in keep) and not any(f.exists() for f in stale)

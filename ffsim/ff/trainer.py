@@ -25,7 +25,7 @@ from ffsim.backend import backend_record
 from ffsim.crossbar import NonFiniteInput
 from ffsim.data import Dataset, load_dataset
 from ffsim.ff.config import FFConfig
-from ffsim.io import to_jsonable, write_bytes_atomic, write_json_atomic, write_png_atomic
+from ffsim.io import remove_stale_temporaries, to_jsonable, write_bytes_atomic, write_json_atomic, write_png_atomic
 
 __all__ = ["TrainingDiverged", "build_model", "lr_gain", "train"]
 
@@ -159,6 +159,9 @@ def _same_run(meta: dict) -> dict:
     return {**meta, "dataset": {k: v for k, v in meta.get("dataset", {}).items() if k != "source"}}
 
 
+_RUN_FILES = ("checkpoint.npz", "checkpoint.json", "results.json", "learning_curves.png")
+
+
 def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mnist", resume: bool = False,
           progress: bool = True, train_cases: int | None = None, test_cases: int | None = None,
           log=None) -> dict[str, Any]:
@@ -178,6 +181,8 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
     history: list[dict] = []
     start_epoch = 1
     out.mkdir(parents=True, exist_ok=True)
+    # a run killed while writing (SIGKILL) leaves its temporary file: the run that takes the folder over removes it
+    remove_stale_temporaries(out, _RUN_FILES)
     meta = {"config": cfg.as_dict(), "train_cases": len(y_tr), "test_cases": len(y_te),
             "dataset": {"name": ds.name, "sha256": ds.sha256, "source": ds.source}}
     if resume and (out / "checkpoint.json").is_file():
