@@ -17,6 +17,9 @@ case "${1:-all}" in
   ideal-4x2000|all)
     # the paper's 4x2000, 60 epochs (paper: 1.36 %)
     run ideal-4x2000 --profile ideal --layers 2000,2000,2000,2000 --epochs 60 --eval-every 5 ;;&
+  ideal-4x2000-gpu)
+    # the same on the GPU backend (needs a CUDA GPU with CuPy and numba-cuda; not part of "all")
+    run ideal-4x2000-gpu --backend gpu --profile ideal --layers 2000,2000,2000,2000 --epochs 60 --eval-every 5 ;;&
   unsup-4x2000|all)
     # unsupervised FF with hybrid negatives, softmax on the last three layers (paper: 1.37 %)
     run unsup-4x2000 --model ff-unsupervised --profile ideal --layers 2000,2000,2000,2000 --epochs 100 --eval-every 5 ;;&
