@@ -129,6 +129,10 @@ def backend_record(used: Backend | None, engine: Backend | None = None) -> dict[
             "requested": requested_backend()}
 
 
+def _probe_kernel(a):  # compiled by _probe_gpu
+    a[0] = 0
+
+
 def _probe_gpu() -> tuple[ModuleType | None, bool, str]:
     """(xp, simulated, reason): the array module for the GPU backend, or None and why there is none."""
     import numba
@@ -144,6 +148,13 @@ def _probe_gpu() -> tuple[ModuleType | None, bool, str]:
             return None, False, "numba.cuda finds no CUDA driver or device"
     except Exception as e:  # noqa: BLE001
         return None, False, f"numba.cuda: {e}"
+    try:
+        # compile one tiny kernel now: a numba-cuda that cannot (no libNVVM; numba-cuda 0.30 under numpy 2.5,
+        # which removed np.row_stack) would otherwise fail deep inside the first chip operation
+        cuda.jit("void(float32[::1])")(_probe_kernel)
+    except Exception as e:  # noqa: BLE001
+        hint = " (numba-cuda 0.30 needs numpy < 2.5)" if "row_stack" in str(e) else ""
+        return None, False, f"numba-cuda cannot compile a kernel: {type(e).__name__}: {e}{hint}"
     try:
         import cupy
     except Exception as e:  # noqa: BLE001

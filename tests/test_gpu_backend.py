@@ -265,3 +265,19 @@ def test_real_gpu_training_matches_cpu_in_distribution(fresh, tmp_path, profile)
         e_cpu, e_gpu = res["cpu"]["history"][-1][key], res["gpu"]["history"][-1][key]
         # 2000 test images: one standard error of an error rate near 10 % is 0.7 pp; allow about 4
         assert abs(e_gpu - e_cpu) < 0.03, (key, e_cpu, e_gpu)
+
+
+def test_gpu_whose_numba_cuda_cannot_compile_falls_back_naming_why(fresh, capsys):
+    """numba-cuda 0.30 under numpy 2.5 (seen on a GPU machine) fails at its first kernel compilation: the probe
+    compiles one, so the user gets the one-line notice with the reason, not a traceback from a chip method."""
+    from numba import cuda
+
+    def broken_jit(*args, **kwargs):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    fresh.setattr(cuda, "is_available", lambda: True)
+    fresh.setattr(cuda, "jit", broken_jit)
+    assert select_backend("gpu").name == "cpu"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ffsim: no CUDA GPU found (numba-cuda cannot compile a kernel: ")
+    assert "row_stack" in err and "numba-cuda 0.30 needs numpy < 2.5" in err and err.endswith("running on the CPU\n")
