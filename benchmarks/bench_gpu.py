@@ -117,6 +117,8 @@ def main() -> int:
     ap.add_argument("--ff-batches", type=int, default=600, help="mini-batches timed (scaled to 600)")
     ap.add_argument("--ff-max-seconds", type=float, default=float("inf"),
                     help="stop timing an FF epoch after this long (checked every 50 mini-batches; scaled to 600)")
+    ap.add_argument("--no-view-cache", action="store_true",
+                    help="pass CuPy arrays to the numba-cuda kernels as they are (ffsim.gpu.kernels.CACHE_VIEWS off)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -125,10 +127,14 @@ def main() -> int:
         return 2
     import cupy
 
+    from ffsim.gpu import kernels
+
+    kernels.CACHE_VIEWS = not args.no_view_cache
+
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
-    out = {"device": name, "crossbar": [], "ff": []}
-    print(f"device: {name}")
+    out = {"device": name, "view_cache": kernels.CACHE_VIEWS, "crossbar": [], "ff": []}
+    print(f"device: {name}; numba views of CuPy arguments cached: {kernels.CACHE_VIEWS}")
     print("| profile | W1 ffsim (ms) | W1 CuPy (ms) | W1 ratio | W2 ffsim (ms) | W2 CuPy (ms) | W2 ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for prof in args.profile or ["pcm"]:

@@ -9,6 +9,8 @@
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
 #
 #   bash benchmarks/gpu_device_run.sh OUTDIR [SECONDS]      # SECONDS: the whole budget (default 560)
+#   TRAIN=0 COMPARE_VIEWS=1 bash benchmarks/gpu_device_run.sh OUTDIR 300   # benchmarks (also without the
+#                                                  # cached launch views) and tests only, no 4x2000 run
 #
 # OUTDIR gets: device.log, bench_gpu.json, tests.log, train.log, ideal-4x2000-gpu.json (results.json of the run),
 # ideal-4x2000-gpu.png (its learning curves).
@@ -17,8 +19,15 @@ OUTD=${1:?usage: gpu_device_run.sh OUTDIR [SECONDS]}
 BUDGET=${2:-560}
 T0=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 PY=${PYTHON:-python3}
+# numba-cuda 0.30 fails to compile any kernel under numpy 2.5 (np.row_stack was removed): wheels carried in
+# .whl/ (numpy 2.3.x for the machine's Python) are installed into /tmp/site and take precedence
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 RUN=${RUN_DIR:-/tmp/ideal-4x2000-gpu}
 mkdir -p "$OUTD"
 
@@ -66,6 +75,18 @@ cat "$OUTD/device.log"
 echo "== bench ($(left) s left)"
 timeout 170 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
   --ff pcm --ff ideal --ff-max-seconds 45 --json "$OUTD/bench_gpu.json" 2>&1 | tee -a "$OUTD/device.log"
+if [ "${COMPARE_VIEWS:-0}" = 1 ]; then  # the same without the cached launch views, for comparison
+  timeout 120 $PY benchmarks/bench_gpu.py --profile pcm --repeats 40 --ff pcm --ff-max-seconds 30 --no-view-cache \
+    --json "$OUTD/bench_gpu_no_views.json" 2>&1 | tee -a "$OUTD/device.log"
+fi
+if [ "${TRAIN:-1}" = 0 ]; then
+  timeout $(($(left) - 5)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
+    >"$OUTD/tests.log" 2>&1
+  echo "pytest exit status $?" >>"$OUTD/tests.log"
+  tail -5 "$OUTD/tests.log"
+  echo "== done ($(left) s left)"
+  exit 0
+fi
 
 echo "== 4x2000 ideal on the GPU, in the background, and the tests ($(left) s left)"
 (

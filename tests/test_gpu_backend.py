@@ -281,3 +281,54 @@ def test_gpu_whose_numba_cuda_cannot_compile_falls_back_naming_why(fresh, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ffsim: no CUDA GPU found (numba-cuda cannot compile a kernel: ")
     assert "row_stack" in err and "numba-cuda 0.30 needs numpy < 2.5" in err and err.endswith("running on the CPU\n")
+
+
+def test_launch_views_are_cached_by_exact_layout(monkeypatch):
+    """On a GPU the launcher passes each CuPy argument as a cached numba view (BENCHMARKS.md: the per-launch
+    import of ~28 arrays cost ~0.7 ms): one view per (pointer, shape, strides, dtype), nothing else shared."""
+    from types import SimpleNamespace as NS
+
+    from ffsim.gpu import kernels
+
+    class FakeDev:  # the attributes of a cupy.ndarray the cache reads
+        def __init__(self, ptr, shape, strides, dtype):
+            self.data, self.shape, self.strides, self.dtype = NS(ptr=ptr), shape, strides, np.dtype(dtype)
+
+    monkeypatch.setattr(kernels, "_views", {})
+    monkeypatch.setattr(kernels, "_VIEWS_MAX", 8)
+    made = []
+
+    def make(a):
+        made.append(a)
+        return ("view", len(made))
+
+    a = FakeDev(4096, (3, 4), (16, 4), np.float32)
+    v = kernels._view(a, make)
+    assert kernels._view(FakeDev(4096, (3, 4), (16, 4), np.float32), make) is v  # same layout: same view
+    others = [FakeDev(8192, (3, 4), (16, 4), np.float32), FakeDev(4096, (4, 3), (12, 4), np.float32),
+              FakeDev(4096, (3, 4), (4, 12), np.float32), FakeDev(4096, (3, 4), (16, 4), np.int32)]
+    assert len({kernels._view(o, make) for o in others} | {v}) == 5 and len(made) == 5
+    for i in range(20):  # the cache stays bounded and keeps the newest views
+        kernels._view(FakeDev(10 ** 6 + 64 * i, (2,), (4,), np.float32), make)
+    assert len(kernels._views) <= 8
+    last = FakeDev(10 ** 6 + 64 * 19, (2,), (4,), np.float32)
+    n = len(made)
+    kernels._view(last, make)
+    assert len(made) == n
+
+    # the launcher swaps device arrays for views (and nothing else) unless CACHE_VIEWS is off
+    seen = []
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: seen.append((config, args))
+
+    monkeypatch.setattr(kernels, "SIMULATED", False)
+    monkeypatch.setattr(kernels, "_cupy_type", lambda: FakeDev)
+    monkeypatch.setattr(kernels, "_view", lambda x: ("v", x.data.ptr))
+    host = np.zeros(3, np.float32)
+    kernels._launch(Kernel(), (2,), (32,), a, 7, host)
+    monkeypatch.setattr(kernels, "CACHE_VIEWS", False)
+    kernels._launch(Kernel(), (2,), (32,), a, 7, host)
+    assert seen[0] == (((2,), (32,)), (("v", 4096), 7, host))
+    assert seen[1][1][0] is a and seen[1][1][1:] == (7, host)

@@ -79,13 +79,58 @@ _TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979
 _TANH_Q = np.array([4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06])
 
 
+# Launch arguments on a GPU.  numba-cuda 0.30 imports every CuPy argument afresh at each launch (DLPack or
+# __cuda_array_interface__, with a wait on the stream the array names): measured on an H200, ~0.7 ms per
+# launch of a kernel with ~28 array arguments, most of a pcm in-situ FF step (BENCHMARKS.md).  A numba
+# device array passes with its cached type and pointer, so each CuPy argument is replaced by a numba view
+# of the same memory, made once per layout and kept in a bounded cache.  The views do not own the memory:
+# one is used only while the CuPy array with exactly its pointer, shape, strides and dtype is alive (the
+# caller's argument), so a view of freed memory can never be used for anything but the array that now
+# occupies it with the same layout.  CuPy and numba launch on the same legacy default stream, so no wait
+# is needed.  ``CACHE_VIEWS = False`` passes the CuPy arrays as they are (for comparison).
+CACHE_VIEWS = True
+_VIEWS_MAX = 4096
+_views: dict = {}
+_cupy_ndarray: list = []
+
+
+def _cupy_type():
+    if not _cupy_ndarray:
+        try:
+            import cupy
+
+            _cupy_ndarray.append(cupy.ndarray)
+        except ImportError:
+            _cupy_ndarray.append(())
+    return _cupy_ndarray[0]
+
+
+def _view(a, make=None):
+    """The cached non-owning numba device view of the device array ``a`` (see above)."""
+    key = (a.data.ptr, a.shape, a.strides, a.dtype.str)
+    v = _views.get(key)
+    if v is None:
+        if len(_views) >= _VIEWS_MAX:  # drop the oldest half (dicts keep insertion order)
+            for k in list(_views)[: _VIEWS_MAX // 2]:
+                del _views[k]
+        if make is None:
+            v = cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=None, sync=False)
+        else:
+            v = make(a)
+        _views[key] = v
+    return v
+
+
 def _launch(kernel, grid, block, *args) -> None:
     if SIMULATED:  # numpy scalars warn on the uint64 wrap-around the hash functions rely on
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
             kernel[grid, block](*args)
-    else:
-        kernel[grid, block](*args)
+        return
+    if CACHE_VIEWS:
+        cp_array = _cupy_type()
+        args = tuple(_view(a) if isinstance(a, cp_array) else a for a in args)
+    kernel[grid, block](*args)
 
 
 def _g1(n: int) -> tuple[int]:
