@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["remove_stale_temporaries", "to_jsonable", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic",
-           "write_png_atomic",
-           "write_text_atomic"]
+           "write_png_atomic", "write_text_atomic"]
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
