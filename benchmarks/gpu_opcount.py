@@ -1,0 +1,247 @@
+"""Count what one FF training step asks of a GPU, without a GPU.
+
+On a GPU the FF step is bound by launches, not arithmetic (BENCHMARKS.md, GPU backend: a 784 x 2000
+product takes 0.08 ms, a step 11.7 ms on `ideal` and 37 ms on `pcm` in-situ).  This script runs
+``model.train_step`` on the GPU backend with a counting stand-in for CuPy (numpy arrays that count every
+operation) and the numba-cuda kernels in the CUDA simulator, and reports per mini-batch:
+
+* ``array ops``: CuPy calls that launch a kernel on a GPU (ufuncs, reductions, matmuls, copies, fancy
+  indexing and assignment; basic slicing is free);
+* ``numba launches``: launches of the crossbar/device kernels (``ffsim.gpu.kernels``), by kernel;
+* ``uploads`` / ``downloads``: host -> device and device -> host transfers (each a synchronization of the
+  host with the GPU on CuPy's default stream), and scalar reads (``float(a)``, ``int(a)``, ``bool(a)``).
+
+The counts do not depend on the layer widths, so small layers stand in for 2000-wide ones.
+
+    python benchmarks/gpu_opcount.py --profile ideal --profile pcm --layers 4
+"""
+
+# ruff: noqa: E402, I001
+from __future__ import annotations
+
+import os
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before numba is imported
+
+import ffsim  # noqa: F401
+
+import argparse
+import collections
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+
+from ffsim import backend
+from ffsim.backend import Backend
+
+COUNTS: collections.Counter = collections.Counter()
+
+
+class Dev(np.ndarray):
+    """A 'device' array: every operation on it is counted."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
+        COUNTS["array ops"] += 1
+        COUNTS[f"op {ufunc.__name__}{'' if method == '__call__' else '.' + method}"] += 1
+        if out:
+            kw["out"] = tuple(_raw(o) for o in out)
+        return _dev(getattr(ufunc, method)(*[_raw(a) for a in inputs], **kw))
+
+    def __array_function__(self, func, types, args, kwargs):
+        COUNTS["array ops"] += 1
+        COUNTS[f"op {func.__name__}"] += 1
+        return _dev(func(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
+
+    def __getitem__(self, key):
+        if _fancy(key):
+            COUNTS["array ops"] += 1
+            COUNTS["op getitem (fancy)"] += 1
+        return _dev(np.ndarray.__getitem__(self.view(np.ndarray), _raw(key)))
+
+    def __setitem__(self, key, value):
+        COUNTS["array ops"] += 1
+        COUNTS["op setitem"] += 1
+        np.ndarray.__setitem__(self.view(np.ndarray), _raw(key), _raw(value))
+
+    def astype(self, dtype, *a, **k):
+        COUNTS["array ops"] += 1
+        COUNTS["op astype"] += 1
+        return _dev(self.view(np.ndarray).astype(dtype, *a, **k))
+
+    def copy(self, *a, **k):
+        COUNTS["array ops"] += 1
+        COUNTS["op copy"] += 1
+        return _dev(self.view(np.ndarray).copy(*a, **k))
+
+    def _scalar(self, f):
+        COUNTS["scalar reads"] += 1
+        return f(self.view(np.ndarray))
+
+    def __float__(self):
+        return self._scalar(float)
+
+    def __int__(self):
+        return self._scalar(int)
+
+    def __bool__(self):
+        return self._scalar(bool)
+
+    def item(self, *a):
+        return self._scalar(lambda v: v.item(*a))
+
+
+for _m in ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var"):
+    def _method(self, *a, _m=_m, **k):
+        COUNTS["array ops"] += 1
+        COUNTS[f"op .{_m}"] += 1
+        return _dev(getattr(self.view(np.ndarray), _m)(*_raw(list(a)), **{x: _raw(v) for x, v in k.items()}))
+    setattr(Dev, _m, _method)
+
+
+def _fancy(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, np.ndarray | list) for k in keys)
+
+
+def _raw(a):
+    if isinstance(a, Dev):
+        return a.view(np.ndarray)
+    if isinstance(a, tuple | list):
+        return type(a)(_raw(v) for v in a)
+    return a
+
+
+def _dev(r):
+    """Results as device arrays; like CuPy, reductions give 0-d device arrays, not host scalars."""
+    if isinstance(r, np.ndarray):
+        return r.view(Dev)
+    if isinstance(r, np.generic):
+        return np.asarray(r).view(Dev)
+    return r
+
+
+def _caller() -> str:
+    """file:line of the ffsim code that asked (outside this file and ffsim/backend.py)."""
+    import traceback
+
+    for fr in reversed(traceback.extract_stack()[:-2]):
+        if "/ffsim/" in fr.filename and not fr.filename.endswith(("backend.py", "gpu_opcount.py")):
+            return f"{fr.filename.split('/ffsim/')[-1]}:{fr.lineno}"
+    return "?"
+
+
+class _XP(SimpleNamespace):
+    ndarray = Dev
+
+    def __getattr__(self, name):
+        f = getattr(np, name)
+        if not callable(f) or isinstance(f, type):
+            return f
+
+        def g(*args, **kwargs):
+            COUNTS["array ops"] += 1
+            COUNTS[f"op {name}"] += 1
+            return _dev(f(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
+        return g
+
+    @staticmethod
+    def asarray(a, dtype=None):
+        if not isinstance(a, Dev):
+            COUNTS["uploads"] += 1
+            COUNTS[f"upload at {_caller()}"] += 1
+            return np.array(a, dtype=dtype, order="C").view(Dev)
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            COUNTS["array ops"] += 1
+            COUNTS["op asarray (cast)"] += 1
+            return a.view(np.ndarray).astype(dtype).view(Dev)
+        return a
+
+    @staticmethod
+    def asnumpy(a):
+        COUNTS["downloads"] += 1
+        COUNTS[f"download at {_caller()}"] += 1
+        return np.array(_raw(a))
+
+
+COUNTING = Backend("gpu", _XP(), simulated=True)
+
+
+def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: int = 10, steps: int = 3) -> dict:
+    from ffsim.ff import FFConfig
+    from ffsim.ff.trainer import build_model
+    from ffsim.gpu import kernels
+
+    backend._cache["gpu"] = COUNTING
+    os.environ[backend.ENV_VAR] = "gpu"
+    launches: collections.Counter = collections.Counter()
+    real_launch = kernels._launch
+
+    def counting_launch(kernel, grid, block, *args):
+        launches[getattr(kernel, "__name__", None) or getattr(getattr(kernel, "py_func", None), "__name__", "?")] += 1
+        # the simulator runs a kernel thread by thread in Python: give it the raw arrays, not counted ones
+        return real_launch(kernel, grid, block, *(_raw(a) for a in args))
+
+    kernels._launch = counting_launch
+    try:
+        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0,
+                       extra={} if profile == "ideal" else {})
+        model = build_model(cfg, 36, 10)
+        rng = np.random.default_rng(0)
+        x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
+        y = np.arange(batch * (steps + 1)) % 10
+        xd = COUNTING.asarray(x)  # moved once, as ffsim train does
+        model.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
+        COUNTS.clear()
+        launches.clear()
+        for s in range(1, steps + 1):
+            model.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
+    finally:
+        kernels._launch = real_launch
+        backend._cache.pop("gpu", None)
+    per = {k: v / steps for k, v in COUNTS.items()}
+    return {"profile": profile, "mode": mode, "layers": n_layers,
+            "array_ops": per.get("array ops", 0), "numba_launches": sum(launches.values()) / steps,
+            "uploads": per.get("uploads", 0), "downloads": per.get("downloads", 0),
+            "scalar_reads": per.get("scalar reads", 0),
+            "ops": {k[3:]: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if k.startswith("op ")},
+            "transfers": {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if " at " in k},
+            "launches": {k: v / steps for k, v in launches.most_common()}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", action="append", help="profile(s) (default: ideal and pcm)")
+    ap.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
+    ap.add_argument("--detail", action="store_true", help="also list the operations and kernels by name")
+    ap.add_argument("--json", help="write the counts here")
+    args = ap.parse_args()
+    rows = []
+    print("| profile | mode | array ops | numba launches | uploads | downloads | scalar reads |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for prof in args.profile or ["ideal", "pcm"]:
+        mode = "ideal" if prof == "ideal" else "insitu"
+        r = count_step(prof, mode, args.layers)
+        rows.append(r)
+        print(f"| {prof} | {mode} | {r['array_ops']:.0f} | {r['numba_launches']:.0f} | {r['uploads']:.0f} | "
+              f"{r['downloads']:.0f} | {r['scalar_reads']:.0f} |")
+    if args.detail:
+        for r in rows:
+            print(f"\n{r['profile']} {r['mode']}: operations per step")
+            for k, v in r["ops"].items():
+                print(f"  {v:7.1f}  {k}")
+            print("  transfers per step, by the line that asked")
+            for k, v in r["transfers"].items():
+                print(f"  {v:7.1f}  {k}")
+            print("  numba launches per step")
+            for k, v in r["launches"].items():
+                print(f"  {v:7.1f}  {k}")
+    if args.json:
+        from ffsim.io import write_json_atomic
+
+        write_json_atomic(args.json, {"layers": args.layers, "per_step": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
