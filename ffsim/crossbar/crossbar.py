@@ -79,6 +79,7 @@ class _ADC:
     off: np.ndarray
     kappa: np.ndarray
     tanh_kappa: np.ndarray
+    nonlinear: bool = False  # any kappa > 0 (fixed at fabrication; kept on the host)
 
 
 class Crossbar:
@@ -276,7 +277,8 @@ class Crossbar:
             kappa = np.zeros(shape)
         tk = np.where(kappa > 0, np.tanh(np.maximum(kappa, 1e-12)), 1.0)
         f32 = np.float32
-        return _ADC(gain.astype(f32), off.astype(f32), kappa.astype(f32), tk.astype(f32))
+        kappa = kappa.astype(f32)
+        return _ADC(gain.astype(f32), off.astype(f32), kappa, tk.astype(f32), bool(np.any(kappa > 0)))
 
     def _apply_stuck(self) -> None:
         if self._stuck.strides == (0, 0, 0):
@@ -434,12 +436,22 @@ class Crossbar:
         self.ops.cell_reads += int(round(n_dev * wv))
         self.ops.program_steps += int(math.ceil(rows * self._P * wv))
 
+    def _write_constants(self):
+        """(drift-exponent parameters, programming-noise polynomial in units of the conductance range) of the
+        selective writes, as backend arrays: fixed by the profile, moved to the device once."""
+        c = getattr(self, "_write_consts", None)
+        if c is None:
+            d = self.profile.device
+            dr = d.drift
+            nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
+                               dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
+            prog = np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg
+            c = self._write_consts = (self._dev(nu_prm), self._dev(prog))
+        return c
+
     def _program_cells(self, W: np.ndarray, mask: np.ndarray) -> None:
         """Selective write-verify of the masked cells (see :mod:`ffsim.devices.program`)."""
         p, d = self.profile, self.profile.device
-        dr = d.drift
-        nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
-                           dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
         drift_on = self._nu is not None
         xp = self._xp
         nu = self._nu if drift_on else xp.zeros((self._P, 1, 1), np.float32)
@@ -447,9 +459,9 @@ class Crossbar:
         S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
         rows = xp.zeros(self.in_features, dtype=np.bool_)
         Wn = self._dev(self._xp.ascontiguousarray(W, dtype=np.float64) / self.w_max)
-        prog = self._dev(np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg)
+        nu_prm, prog = self._write_constants()
         n = self._k.program_masked(Wn, self._dev(self._xp.ascontiguousarray(mask)), self._g, self._gmax, self._stuck,
-                                   self._wn, nu, drift_on, self._dev(nu_prm), prog, d.levels, self._gref0, self._span,
+                                   self._wn, nu, drift_on, nu_prm, prog, d.levels, self._gref0, self._span,
                                    self._gmin_n, self._xscale, draw_key(self._rng), cache_on, self._W, S2, self._ref,
                                    self._col_tile, self._lut, self._lut_inv, self._t2(), self._rowsum, rows)
         if n == 0:
@@ -567,7 +579,7 @@ class Crossbar:
         out = xp.empty((B, n_out), dtype=np.float32)
         self._k.adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, out_tile, noise_on,
                                np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
-                               np.float32(lsb), bool(xp.any(adc.kappa > 0)), scale, key, out)
+                               np.float32(lsb), adc.nonlinear, scale, key, out)
         return out, x2_sum
 
     def pulse_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
@@ -596,8 +608,9 @@ class Crossbar:
         if lr == 0:
             return
         dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
-        xm = self._host(xp.abs(xb).max(axis=1)).astype(np.float64)
-        dm = self._host(xp.abs(db).max(axis=1)).astype(np.float64)
+        # the per-case maxima set the trains on the host: one transfer back (both in one array)
+        m = self._host(xp.stack([xp.abs(xb).max(axis=1), xp.abs(db).max(axis=1)]))
+        xm, dm = m[0].astype(np.float64), m[1].astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
             raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
@@ -615,8 +628,10 @@ class Crossbar:
             cd = np.sqrt(k * safe_x / safe_d)
         else:
             cx = cd = np.sqrt(k)
-        pr = xp.minimum(xp.abs(xb) * self._dev(cx[:, None].astype(np.float32)), 1.0)
-        pc = xp.minimum(xp.abs(db) * self._dev(cd[:, None].astype(np.float32)), 1.0)
+        # the per-case coefficients go to the device in one transfer: rows cx, cd, sqrt(trains)
+        coef = self._dev(np.stack([cx.astype(np.float32), cd.astype(np.float32), np.sqrt(BL.astype(np.float32))]))
+        pr = xp.minimum(xp.abs(xb) * coef[0][:, None], 1.0)
+        pc = xp.minimum(xp.abs(db) * coef[1][:, None], 1.0)
         # without IR drop the kernels keep the caches current cell by cell; with it, rebuild afterwards
         cache_on = self.profile.tile.ir_drop == 0
         if self._dirty:
@@ -632,7 +647,7 @@ class Crossbar:
             n = self._k.pulse_exact(pr, pc, xp.sign(xb).astype(np.int8), xp.sign(db).astype(np.int8), self._dev(BL),
                                     *common)
         else:
-            sq = self._dev(np.sqrt(BL.astype(np.float32))[:, None])
+            sq = coef[2][:, None]
             A = pr * sq
             Cm = pc * sq
             e_tot = A.T @ Cm
@@ -653,16 +668,13 @@ class Crossbar:
         write the weight back onto one of them (see :mod:`ffsim.devices.refresh`)."""
         p = self.profile
         u, d = p.update, p.device
-        dr = d.drift
-        nu_prm = np.array([dr.nu_mean_ln_coeff, dr.nu_mean_offset, dr.nu_mean_min, dr.nu_mean_max,
-                           dr.nu_std_ln_coeff, dr.nu_std_offset, dr.nu_std_min, dr.nu_std_max])
         drift_on = self._nu is not None
         xp = self._xp
         nu = self._nu if drift_on else xp.zeros((2, 1, 1), np.float32)
-        prog = self._dev(np.asarray(d.programming.noise_poly_uS, dtype=np.float64) / self._dg)
+        nu_prm, prog = self._write_constants()
         cache_on = p.tile.ir_drop == 0
         S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
-        n = self._k.refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, self._dev(nu_prm), prog,
+        n = self._k.refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, nu_prm, prog,
                                   d.levels, u.refresh_threshold, (u.reset_state - u.state_min) / self._R,
                                   u.reset_std / self._R, self._gmin_n, self._xscale, self._lut, self._lut_inv,
                                   math.sqrt(self._t2()), draw_key(self._rng), cache_on, self._W, S2, self._ref,

@@ -141,12 +141,33 @@ def _g2(n_rows: int, n_cols: int) -> tuple[int, int]:
     return (max(1, -(-n_cols // _T2[0])), max(1, -(-n_rows // _T2[1])))
 
 
-def _counter():
-    return cuda.to_device(np.zeros(1, dtype=np.int64))
+class _Counter:
+    """The device counter a kernel adds its count to (atomics), kept for the process: each launcher reads
+    how much the total grew (one transfer back) instead of uploading a fresh zero before every launch."""
+
+    def __init__(self):
+        self.dev = None
+        self.last = 0
+
+    def array(self):
+        if self.dev is None:
+            self.dev = cuda.to_device(np.zeros(1, dtype=np.int64))
+            self.last = 0
+        return self.dev
+
+    def read(self) -> int:
+        total = int(self.dev.copy_to_host()[0])
+        n, self.last = total - self.last, total
+        return n
 
 
-def _read(counter) -> int:
-    return int(counter.copy_to_host()[0])
+_counters: dict[str, _Counter] = {}
+
+
+def _counter(site: str) -> _Counter:
+    if site not in _counters:
+        _counters[site] = _Counter()
+    return _counters[site]
 
 
 def _zero_stride(a) -> bool:
@@ -643,12 +664,12 @@ def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly
                    xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched) -> int:
     """Twin of :func:`ffsim.devices.program.program_masked`; returns the number of cells written."""
     P, n_in, n_out = g.shape
-    total = _counter()
+    total = _counter("program_masked")
     f = float
     _launch(_program, _g2(n_in, n_out), _T2, Wn, mask, g, gmax, stuck, wn, not _zero_stride(wn), nu, bool(drift_on),
             nu_prm, prog_poly_n, int(levels), f(gref0), f(span), f(gmin_n), f(xscale), np.uint64(key), bool(cache_on),
-            Wc, S2c, ref, int(coltile), lut, f(inv_step), f(t2), rowsum, rows_touched, total)
-    return _read(total)
+            Wc, S2c, ref, int(coltile), lut, f(inv_step), f(t2), rowsum, rows_touched, total.array())
+    return total.read()
 
 
 @cuda.jit
@@ -691,12 +712,12 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
                     coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum) -> int:
     """Twin of :func:`ffsim.devices.pulse.pulse_aggregate`; returns the number of device pulses."""
     n_in, n_out = Etot.shape
-    total = _counter()
+    total = _counter("pulse_aggregate")
     f = float
     _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
-            f(inv_step), f(t2), rowsum, total)
-    return _read(total)
+            f(inv_step), f(t2), rowsum, total.array())
+    return total.read()
 
 
 @cuda.jit
@@ -767,13 +788,13 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
     cols = cuda.device_array((B, n_out), dtype=np.uint64)
     _launch(_fill_trains, _g2(B, n_in), _T2, Pr, BL, key, rows)
     _launch(_fill_trains, _g2(B, n_out), _T2, Pc, BL, np.uint64(mix64_host(key ^ np.uint64(0x243F6A8885A308D3))), cols)
-    total = _counter()
+    total = _counter("pulse_exact")
     f = float
     for b in range(B):
         _launch(_pulse_sample, _g2(n_in, n_out), _T2, b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm,
                 f(R), int(mode), key, bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
-                f(inv_step), f(t2), rowsum, total)
-    return _read(total)
+                f(inv_step), f(t2), rowsum, total.array())
+    return total.read()
 
 
 @cuda.jit
@@ -828,13 +849,13 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
                   xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum) -> int:
     """Twin of :func:`ffsim.devices.refresh.refresh_pairs`; returns the number of pairs refreshed."""
     n_in, n_out = g.shape[1], g.shape[2]
-    total = _counter()
+    total = _counter("refresh_pairs")
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
     _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
             int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
-            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum, total)
-    return _read(total)
+            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum, total.array())
+    return total.read()
 
 
 def namespace() -> SimpleNamespace:
