@@ -1,0 +1,34 @@
+"""What one FF training step asks of a GPU: host<->device transfers and kernel launches per mini-batch.
+
+Counted with ``benchmarks/gpu_opcount.py``'s stand-in (CuPy operations and transfers counted on numpy
+arrays, the numba-cuda kernels in the simulator).  Each transfer is a synchronization of the host with
+the GPU, and the step is bound by launches (BENCHMARKS.md, GPU backend): a change that adds one per
+layer or per mini-batch fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "gpu_opcount", Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_opcount.py")
+opcount = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(opcount)
+
+
+@pytest.mark.parametrize(("profile", "mode", "most"), [
+    # (uploads, downloads, scalar reads, numba launches) per mini-batch of a 4-layer network
+    ("ideal", "ideal", (2, 2, 1, 4)),
+    ("pcm", "insitu", (6, 6, 9, 32)),
+])
+def test_transfers_and_launches_per_ff_step(profile, mode, most):
+    r = opcount.count_step(profile, mode, 4, width=8, steps=1)
+    got = (r["uploads"], r["downloads"], r["scalar_reads"], r["numba_launches"])
+    assert all(g <= m for g, m in zip(got, most, strict=True)), (got, r["transfers"])
+    # the counts do not depend on the widths (what makes small layers stand in for 2000-wide ones)
+    r2 = opcount.count_step(profile, mode, 4, width=5, steps=1)
+    assert (r2["uploads"], r2["downloads"], r2["scalar_reads"], r2["numba_launches"], r2["array_ops"]) == \
+        (*got, r["array_ops"])
