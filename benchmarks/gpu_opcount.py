@@ -36,42 +36,44 @@ from ffsim import backend
 from ffsim.backend import Backend
 
 COUNTS: collections.Counter = collections.Counter()
+BY_LINE = False  # also count the operations by the ffsim line that asked (--by-line; slow)
+
+
+def _op(name: str) -> None:
+    COUNTS["array ops"] += 1
+    COUNTS[f"op {name}"] += 1
+    if BY_LINE:
+        COUNTS[f"line {_caller()}"] += 1
 
 
 class Dev(np.ndarray):
     """A 'device' array: every operation on it is counted."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
-        COUNTS["array ops"] += 1
-        COUNTS[f"op {ufunc.__name__}{'' if method == '__call__' else '.' + method}"] += 1
+        _op(f"{ufunc.__name__}{'' if method == '__call__' else '.' + method}")
         if out:
             kw["out"] = tuple(_raw(o) for o in out)
         return _dev(getattr(ufunc, method)(*[_raw(a) for a in inputs], **kw))
 
     def __array_function__(self, func, types, args, kwargs):
-        COUNTS["array ops"] += 1
-        COUNTS[f"op {func.__name__}"] += 1
+        _op(f"{func.__name__}")
         return _dev(func(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
 
     def __getitem__(self, key):
         if _fancy(key):
-            COUNTS["array ops"] += 1
-            COUNTS["op getitem (fancy)"] += 1
+            _op("getitem (fancy)")
         return _dev(np.ndarray.__getitem__(self.view(np.ndarray), _raw(key)))
 
     def __setitem__(self, key, value):
-        COUNTS["array ops"] += 1
-        COUNTS["op setitem"] += 1
+        _op("setitem")
         np.ndarray.__setitem__(self.view(np.ndarray), _raw(key), _raw(value))
 
     def astype(self, dtype, *a, **k):
-        COUNTS["array ops"] += 1
-        COUNTS["op astype"] += 1
+        _op("astype")
         return _dev(self.view(np.ndarray).astype(dtype, *a, **k))
 
     def copy(self, *a, **k):
-        COUNTS["array ops"] += 1
-        COUNTS["op copy"] += 1
+        _op("copy")
         return _dev(self.view(np.ndarray).copy(*a, **k))
 
     def _scalar(self, f):
@@ -93,8 +95,7 @@ class Dev(np.ndarray):
 
 for _m in ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var"):
     def _method(self, *a, _m=_m, **k):
-        COUNTS["array ops"] += 1
-        COUNTS[f"op .{_m}"] += 1
+        _op(f".{_m}")
         return _dev(getattr(self.view(np.ndarray), _m)(*_raw(list(a)), **{x: _raw(v) for x, v in k.items()}))
     setattr(Dev, _m, _method)
 
@@ -140,8 +141,7 @@ class _XP(SimpleNamespace):
             return f
 
         def g(*args, **kwargs):
-            COUNTS["array ops"] += 1
-            COUNTS[f"op {name}"] += 1
+            _op(f"{name}")
             return _dev(f(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
         return g
 
@@ -152,8 +152,7 @@ class _XP(SimpleNamespace):
             COUNTS[f"upload at {_caller()}"] += 1
             return np.array(a, dtype=dtype, order="C").view(Dev)
         if dtype is not None and np.dtype(dtype) != a.dtype:
-            COUNTS["array ops"] += 1
-            COUNTS["op asarray (cast)"] += 1
+            _op("asarray (cast)")
             return a.view(np.ndarray).astype(dtype).view(Dev)
         return a
 
@@ -206,6 +205,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
             "scalar_reads": per.get("scalar reads", 0),
             "ops": {k[3:]: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if k.startswith("op ")},
             "transfers": {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if " at " in k},
+            "lines": {k[5:]: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if k.startswith("line ")},
             "launches": {k: v / steps for k, v in launches.most_common()}}
 
 
@@ -214,8 +214,11 @@ def main() -> int:
     ap.add_argument("--profile", action="append", help="profile(s) (default: ideal and pcm)")
     ap.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
     ap.add_argument("--detail", action="store_true", help="also list the operations and kernels by name")
+    ap.add_argument("--by-line", action="store_true", help="also count the operations by the ffsim line that asked")
     ap.add_argument("--json", help="write the counts here")
     args = ap.parse_args()
+    global BY_LINE
+    BY_LINE = args.by_line
     rows = []
     print("| profile | mode | array ops | numba launches | uploads | downloads | scalar reads |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -230,6 +233,10 @@ def main() -> int:
             print(f"\n{r['profile']} {r['mode']}: operations per step")
             for k, v in r["ops"].items():
                 print(f"  {v:7.1f}  {k}")
+            if r["lines"]:
+                print("  operations per step, by the line that asked")
+                for k, v in r["lines"].items():
+                    print(f"  {v:7.1f}  {k}")
             print("  transfers per step, by the line that asked")
             for k, v in r["transfers"].items():
                 print(f"  {v:7.1f}  {k}")
