@@ -78,6 +78,7 @@ class Dev(np.ndarray):
 
     def _scalar(self, f):
         COUNTS["scalar reads"] += 1
+        COUNTS[f"scalar read at {_caller()}"] += 1
         return f(self.view(np.ndarray))
 
     def __float__(self):
