@@ -12,6 +12,11 @@
 #   TRAIN=0 COMPARE_VIEWS=1 bash benchmarks/gpu_device_run.sh OUTDIR 300   # benchmarks (also without the
 #                                                  # cached launch views) and tests only, no 4x2000 run
 #
+# numba-cuda 0.30 cannot compile under numpy 2.5: where the machine has it, carry a numpy 2.3 wheel in .whl/
+# (git-ignored there through .git/info/exclude), e.g. made with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl numpy==2.3.5
+#
 # OUTDIR gets: device.log, bench_gpu.json, tests.log, train.log, ideal-4x2000-gpu.json (results.json of the run),
 # ideal-4x2000-gpu.png (its learning curves).
 set -u
