@@ -69,14 +69,20 @@ def test_adc_output_is_clipped_and_on_the_grid(z, bits, bound):
                    False, np.float32(0), True, np.float32(bound), np.float32(1 / lsb), np.float32(lsb), False,
                    np.ones(B, np.float32), np.uint64(0), out)
     expected = np.zeros((B, N))
+    tie = np.zeros((B, N), dtype=bool)
     for t in range(T):
         y = np.clip(z[t].astype(np.float64), -bound, bound)
         levels = np.rint(y / lsb)
         assert np.all(np.abs(levels) <= 2 ** (bits - 1) - 1 + 1e-9)
         expected += levels * lsb
+        # within float32 rounding of half an LSB: the kernel (float32) may round the other way
+        tie |= np.abs(np.abs(y / lsb - np.floor(y / lsb)) - 0.5) < 1e-5 * (1 + np.abs(y / lsb))
     # each tile contributes an integer number of LSBs; float32 rounding at exact ties may differ by one LSB
     assert np.all(np.abs(out - expected) <= lsb * (1 + 1e-5) * T)
-    assert np.mean(np.abs(out - expected) < 1e-4 * lsb + 1e-5 * np.abs(expected)) > 0.99
+    # everywhere else the levels are the float64 ones
+    agree = np.abs(out - expected) < 1e-4 * lsb + 1e-5 * np.abs(expected)
+    if np.any(~tie):
+        assert np.mean(agree[~tie]) > 0.99
 
 
 @settings(max_examples=25, deadline=None)
