@@ -27,6 +27,7 @@ may change last bits, so GPU and CPU agree in distribution, not bit for bit.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from types import SimpleNamespace
 
@@ -161,13 +162,16 @@ class _Counter:
         return n
 
 
-_counters: dict[str, _Counter] = {}
+_counters = threading.local()  # per thread: a launch and its read must not interleave with another's
 
 
 def _counter(site: str) -> _Counter:
-    if site not in _counters:
-        _counters[site] = _Counter()
-    return _counters[site]
+    d = getattr(_counters, "by_site", None)
+    if d is None:
+        d = _counters.by_site = {}
+    if site not in d:
+        d[site] = _Counter()
+    return d[site]
 
 
 def _zero_stride(a) -> bool:
