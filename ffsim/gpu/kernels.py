@@ -113,7 +113,7 @@ def _view(a, make=None):
     if v is None:
         if len(_views) >= _VIEWS_MAX:  # drop the oldest half (dicts keep insertion order)
             for k in list(_views)[: _VIEWS_MAX // 2]:
-                del _views[k]
+                _views.pop(k, None)
         if make is None:
             v = cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=None, sync=False)
         else:
