@@ -184,8 +184,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
 
     kernels._launch = counting_launch
     try:
-        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0,
-                       extra={} if profile == "ideal" else {})
+        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0)
         model = build_model(cfg, 36, 10)
         rng = np.random.default_rng(0)
         x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
