@@ -1,11 +1,13 @@
-"""Compile every numba-cuda twin of the crossbar kernels to PTX for a GPU architecture, without a GPU.
+"""Compile every numba-cuda twin (crossbar and FF engine kernels) to PTX for a GPU architecture, without a GPU.
 
 The CUDA simulator (the tests) runs the twins as Python and accepts code that a real GPU compiler would
 reject; this check closes that gap as far as it can be closed without a device.  It drives Crossbars of
 every shipped profile (and IR-drop variants of three) through programming, forward and transposed
 reads, pulse updates in both pulse modes, read-back, drift and refresh on the CPU, and at each kernel call
 compiles the twin (:mod:`ffsim.gpu.kernels`) with the argument types of that very call (NVVM only; nothing
-is launched).  It needs numba-cuda with the NVVM wheel, which the project does not depend on:
+is launched); then it runs training steps and evaluations of the FF models on the CPU and compiles the
+twins of the engine's kernels (:mod:`ffsim.gpu.ff_kernels`) in the same way.  It needs numba-cuda with
+the NVVM wheel, which the project does not depend on:
 
     python -m venv /tmp/vc && /tmp/vc/bin/pip install "numpy<2.4" "numba==0.68.1" "numba-cuda[cu12]" scipy
     /tmp/vc/bin/pip install --no-deps -e .
@@ -63,13 +65,14 @@ def main() -> int:
             failed[key] = f"{type(e).__name__}: {e}"
 
     gk._launch = compile_instead_of_launch
-    gk._counter = lambda: np.zeros(1, dtype=np.int64)
-    gk._read = lambda c: 0
+    gk._counter = lambda site: SimpleNamespace(array=lambda: np.zeros(1, dtype=np.int64), read=lambda: 0)
     gk._dummy3 = lambda: np.zeros((1, 1, 1), dtype=np.float32)
     cpu = _cpu_kernels()
 
+    twins = gk.namespace()
+
     def both(name):
-        f_cpu, f_gpu = getattr(cpu, name), getattr(gk, name)
+        f_cpu, f_gpu = getattr(cpu, name), getattr(twins, name)
 
         def run(*kargs):
             f_gpu(*[a.copy() if isinstance(a, np.ndarray) else a for a in kargs])
@@ -99,6 +102,24 @@ def main() -> int:
             c.read_weights()
             c.advance(1000.0)
             c.forward(x)
+    # the FF engine's kernels (ffsim.gpu.ff_kernels) on the calls of real training steps
+    from ffsim.backend import select_backend
+    from ffsim.ff.config import FFConfig
+    from ffsim.ff.trainer import build_model
+
+    select_backend("cpu")._kernels[:] = [kernels]
+    x = rng.random((12, 49), dtype=np.float32)
+    y = np.arange(12) % 10
+    for kw in ({}, {"negatives": "uniform", "label_mode": "concat", "goodness": "meansq", "norm": "l2"},
+               {"model": "ff-unsupervised"}, {"model": "ff-recurrent", "recurrent_iters": 2,
+                                               "recurrent_eval_iters": (1, 2)}, {"mode": "insitu", "profile": "pcm"}):
+        model = build_model(FFConfig(layers=(40, 33), batch_size=6, **kw), 49, 10)
+        r = np.random.default_rng(1)
+        model.train_step(x[:6], y[:6], r, 1.0)
+        if not kw:  # distillation's arguments
+            model.train_step(x[:6], y[:6], r, 1.0, head_targets=r.dirichlet(np.ones(10), 6),
+                             negative_probs=r.dirichlet(np.ones(10), 6), head_temperature=2.0)
+        model.evaluate(x, y, batch=6)
     for (name, _), size in sorted(compiled.items()):
         print(f"ok    {name:16s} PTX {size:7d} chars")
     for (name, sig), err in failed.items():

@@ -288,3 +288,38 @@ def test_pulse_update_moves_weights_along_the_outer_product():
     assert r > 0.9
     # magnitude within 25 % (near the symmetry point the step is dw_min per pulse)
     assert np.abs(dW).sum() / np.abs(target).sum() == pytest.approx(1.0, rel=0.25)
+
+
+def test_deferred_read_charge_adds_up_as_the_immediate_one():
+    """On the GPU a pass's read charge stays a device scalar until the counter is read: the deferred sum
+    must equal the CPU's immediate one bit for bit (same values, same order, same factors)."""
+    from types import SimpleNamespace
+
+    from ffsim.crossbar import OpCounter
+
+    downloads = []
+
+    def asnumpy(a):
+        downloads.append(len(a))
+        return np.asarray(a)
+
+    xp = SimpleNamespace(stack=np.stack, asnumpy=asnumpy)
+    rng = np.random.default_rng(5)
+    values = rng.random(2500) * 1e-3
+    now, later = OpCounter(read_charge_S_s=0.25), OpCounter(read_charge_S_s=0.25)
+    for v in values[:10]:
+        now.read_charge_S_s += float(v) * 30.0 * 1e-9
+        later.defer(xp, np.float64(v), 30.0, 1e-9)
+    assert downloads == []  # nothing crossed yet
+    assert later.read_charge_S_s == now.read_charge_S_s  # reading flushes: one transfer of 10 values
+    assert downloads == [10]
+    for v in values[10:]:
+        now.read_charge_S_s += float(v) * 30.0 * 1e-9
+        later.defer(xp, np.float64(v), 30.0, 1e-9)
+    assert downloads == [10, 1024, 1024]  # never more than 1024 pending
+    assert (later + OpCounter()).read_charge_S_s == now.read_charge_S_s
+    assert downloads == [10, 1024, 1024, 442]
+    assert later.as_dict() == now.as_dict()
+    later.defer(xp, np.float64(1.0), 1.0)
+    later.reset()
+    assert later.read_charge_S_s == 0.0 and len(downloads) == 4  # reset drops what was pending

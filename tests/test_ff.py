@@ -132,9 +132,11 @@ def test_peer_normalization_is_not_gated_by_relu():
     layer = net.layers[0]
     a = np.zeros((4, 8), np.float32)
     a[:, 0] = 3.0  # only unit 0 is ever active
-    p = np.full(4, 0.5)
     before = layer.mean_act.copy()
-    d = layer.delta_positive(a, p)
+    d, G, loss = layer.local(a, True)
+    np.testing.assert_allclose(G, 9.0)  # Σa² of each case
+    p = 1 / (1 + np.exp(-(G - layer.theta) / layer.temperature))
+    np.testing.assert_allclose(loss, -np.log(p), rtol=1e-12)
     expected_mean = 0.9 * before + 0.1 * a.mean(axis=0)
     np.testing.assert_allclose(layer.mean_act, expected_mean, rtol=1e-6)
     peer = 0.03 * (expected_mean.mean() - expected_mean)

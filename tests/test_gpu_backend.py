@@ -170,6 +170,30 @@ def _ptx_signatures():
     }
 
 
+def _ff_ptx_signatures():
+    """The FF engine's kernels (``ffsim.gpu.ff_kernels``) with the argument types the engine passes."""
+    from numba import types
+
+    f32, f64, i64, b1 = types.float32, types.float64, types.int64, types.boolean
+
+    def A(dt, nd):
+        return types.Array(dt, nd, "C")
+
+    return {
+        "_embed_lanes": (A(f32, 2), A(f64, 1), f32, i64, b1, A(f64, 2)),
+        "_embed_finish": (A(f32, 2), A(f64, 1), f32, i64, b1, b1, i64, A(f64, 2), A(f32, 2)),
+        "_act_lanes": (A(f32, 2), A(f32, 1), b1, b1, A(f32, 2), A(f64, 2)),
+        "_act_finish": (A(f32, 2), b1, i64, A(f64, 2), A(f64, 1), A(f32, 2)),
+        "_vector_lanes": (A(f32, 1), A(f64, 2)),
+        "_layer_rows": (A(f32, 2), A(f64, 1), i64, f64, f64, b1, b1, f32, A(f32, 1), i64, A(f64, 2), A(f32, 2),
+                        A(f64, 1), A(f64, 1)),
+        "_peer_update": (A(f32, 2), A(f32, 1), f32),
+        "_bias_step": (A(f32, 2), A(f32, 1), A(f32, 1), f32, i64, f32),
+        "_head_rows": (A(f32, 2), A(f64, 1), A(f32, 2), b1, f64, i64, A(f32, 2), A(f32, 2), A(f64, 1), A(f64, 1)),
+        "_negative_rows": (A(f32, 2), A(f64, 1), A(f64, 1), A(f64, 1), A(f64, 1)),
+    }
+
+
 def test_cuda_twins_compile_to_ptx(monkeypatch):
     """Type inference and lowering as numba-cuda does them for a GPU (sm_90), without a GPU."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -186,19 +210,19 @@ def test_cuda_twins_compile_to_ptx(monkeypatch):
     import numba.cuda.compiler
     import numba.cuda.dispatcher
 
-    from ffsim.gpu import kernels
+    from ffsim.gpu import ff_kernels, kernels
 
     # device functions are compiled for the current device's compute capability: pretend an H100
     fake = SimpleNamespace(compute_capability=(9, 0))
     monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: fake)
     monkeypatch.setattr(numba.cuda.compiler, "get_current_device", lambda: fake)
-    sigs = _ptx_signatures()
-    for name, sig in sigs.items():
-        ptx, _ = cuda.compile_ptx(getattr(kernels, name).py_func, sig, cc=(9, 0))
-        assert ".visible .entry" in ptx, name
-    launched = {n for n in dir(kernels) if isinstance(getattr(kernels, n), type(kernels._adc))
-                and not getattr(kernels, n).targetoptions.get("device")}
-    assert launched == set(sigs), launched ^ set(sigs)
+    for module, sigs in ((kernels, _ptx_signatures()), (ff_kernels, _ff_ptx_signatures())):
+        for name, sig in sigs.items():
+            ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, sig, cc=(9, 0))
+            assert ".visible .entry" in ptx, name
+        launched = {n for n in dir(module) if isinstance(getattr(module, n), type(kernels._adc))
+                    and not getattr(module, n).targetoptions.get("device")}
+        assert launched == set(sigs), launched ^ set(sigs)
 
 
 def _cli(argv):

@@ -311,6 +311,15 @@ class Crossbar:
         self._dirty = False
         self._colsum_dirty = True
 
+    def _count_charge(self, charge) -> None:
+        """Add a pass's Σ x²·G (a 0-d array of the backend) times t_int to the read charge: on the GPU
+        later, in one transfer with the others (``OpCounter.defer``), not one synchronization per pass."""
+        t_ns = self.profile.cost.integration_time_ns
+        if self._xp is np:
+            self.ops.read_charge_S_s += float(charge) * t_ns * 1e-9
+        else:
+            self.ops.defer(self._xp, charge, t_ns, 1e-9)
+
     def _row_conductance_S(self) -> np.ndarray:
         """Σ of conductance (siemens) on each row wire, all devices of the row (for read energy)."""
         P, n_out = self._P, self.out_features
@@ -516,8 +525,7 @@ class Crossbar:
         if not self._ideal:
             self.ops.cell_reads += n_vec * self.in_features * (self._P * self.out_features
                                                                + (len(self._col_tiles) if self._P == 1 else 0))
-            self.ops.read_charge_S_s += float(x2 @ self._row_conductance_S()) * \
-                self.profile.cost.integration_time_ns * 1e-9
+            self._count_charge(x2 @ self._row_conductance_S())
         self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 
@@ -539,8 +547,7 @@ class Crossbar:
         self.ops.macs += n_vec * self.in_features * self.out_features
         if not self._ideal:
             self.ops.cell_reads += n_vec * self.out_features * self.in_features * self._P
-            self.ops.read_charge_S_s += float(x2 @ self._col_conductance_S()) * \
-                self.profile.cost.integration_time_ns * 1e-9
+            self._count_charge(x2 @ self._col_conductance_S())
         self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 

@@ -11,6 +11,11 @@ hidden device state.  Energy model:
   Σ x²·G·t_int exactly (via row sums of G) and multiplies by V²;
 * each device pulse (update or write-verify programming) costs ``pulse_energy_pJ``.
 
+On the GPU backend the read charge of a pass is a device scalar: reading it back after every pass would
+synchronize the host with the GPU each time, so :meth:`OpCounter.defer` keeps it pending and the counter
+adds the pending values (one transfer for all, in the order they came, as the CPU adds them) when
+``read_charge_S_s`` is next read, or when 1024 are pending.
+
 Latency model: all tiles of a crossbar work in parallel; one MVM (all tiles, one input vector) takes
 ``dac_time_ns + integration_time_ns + adc_time_ns``; one pulse slot of an update takes ``pulse_time_ns``
 for every row and column at once; programming goes row by row, ``write_verify_pulses`` iterations of
@@ -46,6 +51,34 @@ class OpCounter:
     program_steps: int = 0
     """Row-sequential write-verify steps (pulse + verify)."""
 
+    _PENDING_MAX = 1024
+
+    def __getattribute__(self, name: str):
+        if name == "read_charge_S_s" and object.__getattribute__(self, "__dict__").get("_pending"):
+            object.__getattribute__(self, "_flush")()
+        return object.__getattribute__(self, name)
+
+    def defer(self, xp, value, *factors: float) -> None:
+        """Add ``value · factors[0] · factors[1] …`` (multiplied in that order) to ``read_charge_S_s``
+        later: ``value`` a 0-d array of module ``xp`` (the backend's; a device scalar on the GPU)."""
+        pending = self.__dict__.setdefault("_pending", [])
+        pending.append((xp, value, factors))
+        if len(pending) >= self._PENDING_MAX:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending = self.__dict__.pop("_pending")
+        xp = pending[0][0]
+        values = xp.stack([v for _, v, _ in pending])
+        host = xp.asnumpy(values) if hasattr(xp, "asnumpy") else values
+        total = object.__getattribute__(self, "read_charge_S_s")
+        for v, (_, _, factors) in zip(host.tolist(), pending, strict=True):
+            x = float(v)
+            for f in factors:
+                x = x * f
+            total += x
+        self.read_charge_S_s = total
+
     def __add__(self, other: OpCounter) -> OpCounter:
         return OpCounter(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
@@ -56,6 +89,7 @@ class OpCounter:
         return OpCounter(**asdict(self))
 
     def reset(self) -> None:
+        self.__dict__.pop("_pending", None)
         for f in fields(self):
             setattr(self, f.name, type(getattr(self, f.name))(0))
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.backend import Backend, select_backend
-from ffsim.ff.goodness import default_threshold, goodness, goodness_grad, log_sigmoid_loss, sigmoid
+from ffsim.ff.goodness import default_threshold, goodness, log_sigmoid_loss, sigmoid
+from ffsim.ff.kernels import KIND_CODES, NORM_CODES
 
 __all__ = ["FFLayer", "SoftmaxHead", "softmax"]
 
@@ -32,6 +33,7 @@ class FFLayer:
         self.store = store
         self.backend = getattr(store, "backend", None) or select_backend("cpu")
         self.xp = self.backend.xp
+        self.kernels = self.backend.kernels
         dev = self.backend.asarray
         self.n_out = n_out
         self.kind = kind
@@ -52,6 +54,15 @@ class FFLayer:
         self.xp.maximum(z, 0, out=z)
         return z
 
+    def activate(self, z: np.ndarray, norm: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ReLU activities, their Σa² per case, the activities normalized for the next layer) for measured
+        outputs ``z`` (biased digitally; ``z`` is overwritten with the activities): one fused pass."""
+        xp = self.xp
+        ss = xp.empty(len(z), dtype=np.float64)
+        h = xp.empty_like(z)
+        self.kernels.act_rows(z, self.b, True, True, NORM_CODES[norm], z, ss, h)
+        return z, ss, h
+
     # local learning rule -----------------------------------------------------------------------
     def probs(self, a: np.ndarray, ss: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Goodness and p(positive) of each case (``ss``: Σa² per case, if already computed)."""
@@ -59,26 +70,34 @@ class FFLayer:
         return G, sigmoid((G - self.theta) / self.temperature, self.xp)
 
     def loss(self, G: np.ndarray, positive: bool) -> np.ndarray:
+        """−log p (positive) or −log(1 − p) (negative) per case, for goodness ``G`` (reporting only)."""
         return log_sigmoid_loss(G, self.theta, self.temperature, positive, self.xp)
 
-    def delta_positive(self, a: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """dC/dz on positive cases, with peer normalization (not gated by the ReLU, as in Hinton's code)."""
-        d = goodness_grad(a, p, True, self.kind)
-        if self.peer_norm > 0:
-            self.mean_act *= self.peer_decay
-            self.mean_act += (1 - self.peer_decay) * a.mean(axis=0, dtype=np.float64).astype(np.float32)
-            d += self.peer_norm * (self.mean_act.mean() - self.mean_act)
-        return d
+    def local(self, a: np.ndarray, positive: bool, ss: np.ndarray | None = None, *, delta: np.ndarray | None = None,
+              G: np.ndarray | None = None, loss: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """dC/dz, goodness and loss of each case (``ffsim.ff.kernels.layer_rows``: Hinton's scaling).
 
-    def delta_negative(self, a: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return goodness_grad(a, p, False, self.kind)
+        On positive cases peer normalization first updates the running mean activities and adds its push
+        (not gated by the ReLU, as in Hinton's code).  ``ss``: Σa² per case (computed if not given);
+        ``delta``, ``G``, ``loss``: arrays to write into (allocated if not given)."""
+        xp, k = self.xp, self.kernels
+        if ss is None:
+            ss = xp.empty(len(a), dtype=np.float64)
+            k.act_rows(a, self.b, False, False, True, a, ss, xp.empty_like(a))
+        delta = xp.empty_like(a) if delta is None else delta
+        G = xp.empty(len(a), dtype=np.float64) if G is None else G
+        loss = xp.empty(len(a), dtype=np.float64) if loss is None else loss
+        peer = bool(positive and self.peer_norm > 0)
+        if peer:
+            k.peer_update(a, self.mean_act, self.peer_decay)
+        k.layer_rows(a, ss, KIND_CODES[self.kind], self.theta, self.temperature, positive, peer, self.peer_norm,
+                     self.mean_act, delta, G, loss)
+        return delta, G, loss
 
     def update(self, h: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         """Ascend C with the cases' inputs ``h`` and dC/dz ``delta``; ``batch`` normalizes the sum."""
         self.store.update(h, delta, lr, batch)
-        self.b_grad *= self.momentum
-        self.b_grad += (1 - self.momentum) * delta.sum(axis=0) / np.float32(batch)
-        self.b += np.float32(lr) * self.b_grad
+        self.kernels.bias_step(delta, self.b, self.b_grad, self.momentum, int(batch), np.float32(lr))
 
     def state(self) -> dict[str, np.ndarray]:
         host = self.backend.to_host
@@ -103,6 +122,7 @@ class SoftmaxHead:
     def __init__(self, widths: list[int], num_classes: int, *, lr: float, weight_cost: float, momentum: float,
                  backend: Backend | None = None):
         self.backend = backend or select_backend("cpu")
+        self.kernels = self.backend.kernels
         self.W = [self.backend.asarray(np.zeros((w, num_classes), dtype=np.float32)) for w in widths]
         self.grad = [self.backend.xp.zeros_like(w) for w in self.W]
         self.lr = np.float32(lr)
@@ -116,11 +136,15 @@ class SoftmaxHead:
         return out
 
     def update(self, hs: list[np.ndarray], probs: np.ndarray, onehot: np.ndarray, gain: float) -> None:
-        err = (onehot - probs).astype(np.float32) / np.float32(len(onehot))
+        """Learn from predictions ``probs`` and targets ``onehot`` (the delta rule; see :meth:`step`)."""
+        self.step(hs, (onehot - probs).astype(np.float32) / np.float32(len(onehot)), gain)
+
+    def step(self, hs: list[np.ndarray], err: np.ndarray, gain: float) -> None:
+        """One smoothed step for the error signal ``err`` = (targets − probs) / batch (batch × classes):
+        grad ← m grad + (1 − m) hᵀ err;  W ← W + gain lr (grad − wc W) (the fused ``smoothed_step``)."""
+        lr = np.float32(np.float32(gain) * self.lr)
         for h, W, G in zip(hs, self.W, self.grad, strict=True):
-            G *= self.momentum
-            G += (1 - self.momentum) * (h.T @ err)
-            W += np.float32(gain) * self.lr * (G - self.weight_cost * W)
+            self.kernels.smoothed_step(W, G, h.T @ err, self.momentum, np.float32(1.0), lr, self.weight_cost)
 
     def state(self) -> dict[str, np.ndarray]:
         out = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.crossbar import OpCounter
-from ffsim.ff.goodness import normalize, sumsq
+from ffsim.ff.kernels import NORM_CODES
 
 __all__ = ["LayeredModel"]
 
@@ -37,21 +37,39 @@ class LayeredModel:
             return [float(v) for v in values]
         return [float(v) for v in self.backend.to_host(self.xp.stack([self.xp.asarray(v) for v in values]))]
 
-    def bottom_up(self, inputs: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """One bottom-up pass: (normalized input to each layer, ReLU activities of each layer).
+    @property
+    def kernels(self):
+        """The backend's kernels (the engine's fused per-row kernels among them, :mod:`ffsim.ff.kernels`)."""
+        return self.backend.kernels
 
-        Σa² of each layer's activities is kept in ``self.last_sumsq`` (reused for goodness)."""
+    def normalize_rows(self, x: np.ndarray) -> np.ndarray:
+        """Each row of ``x`` divided by its RMS (or L2 length, ``cfg.norm``), on the backend (float32)."""
         xp = self.xp
-        h = normalize(self.backend.asarray(inputs), self.cfg.norm, xp=xp)
-        hs, acts, sss = [], [], []
+        x = self.backend.asarray(x, dtype=np.float32)
+        h = xp.empty_like(x)
+        self.kernels.act_rows(x, xp.empty(1, dtype=np.float32), False, False, NORM_CODES[self.cfg.norm],
+                              xp.empty_like(x), xp.empty(len(x), dtype=np.float64), h)
+        return h
+
+    def bottom_up(self, inputs: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One bottom-up pass from raw ``inputs`` (normalized first); see :meth:`climb`."""
+        return self.climb(self.normalize_rows(inputs))
+
+    def climb(self, h: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One bottom-up pass from normalized inputs ``h``: (normalized input to each layer, ReLU activities
+        of each layer).
+
+        Σa² of each layer's activities is kept in ``self.last_sumsq`` (reused for goodness) and each layer's
+        normalized activities (the next layer's input; the head's input) in ``self.last_normalized``."""
+        hs, acts, sss, outs = [], [], [], []
         for layer in self.layers:
             hs.append(h)
-            a = layer.forward(h)
+            a, ss, h = layer.activate(layer.store.forward(h), self.cfg.norm)
             acts.append(a)
-            ss = sumsq(a, xp)
             sss.append(ss)
-            h = normalize(a, self.cfg.norm, ss, xp)
+            outs.append(h)
         self.last_sumsq = sss
+        self.last_normalized = outs
         return hs, acts
 
     eval_batch = 1000

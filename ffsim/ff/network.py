@@ -16,9 +16,12 @@ The label is embedded in the input (one-hot in the first pixels, or concatenated
 Evaluation: (a) for each label, the goodness summed over hidden layers from ``min_level`` on; the highest
 wins; (b) one pass with the neutral label and the softmax head.
 
-On the GPU backend a mini-batch stays on the device from the embedding to the updates; the random draws
-(negative labels) come from the host generator, as on the CPU, and only those small arrays and the
-step's scalar statistics (one transfer) cross.
+The per-row arithmetic (embedding and normalization, bias and ReLU, goodness, loss, local gradients,
+peer normalization, the head's softmax and error, negative sampling) runs in the fused kernels of
+:mod:`ffsim.ff.kernels` (Numba on the CPU, their numba-cuda twins on the GPU backend): a mini-batch stays
+on the device from the embedding to the updates.  The random draws of hard negatives (one uniform and one
+integer per case, :func:`negative_draws`) come from the host generator, as on the CPU; they go up with the
+label codes in one transfer, and every per-case statistic comes back in one.
 """
 
 from __future__ import annotations
@@ -27,39 +30,36 @@ import math
 
 import numpy as np
 
+from ffsim.backend import Backend, select_backend
 from ffsim.ff.config import FFConfig
-from ffsim.ff.goodness import normalize
+from ffsim.ff.kernels import NORM_CODES
 from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
 
-__all__ = ["FFNetwork", "build_layers", "sample_negative_labels"]
+__all__ = ["FFNetwork", "build_layers", "negative_draws", "sample_negative_labels"]
 
 
-def sample_negative_labels(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator, xp=np) -> np.ndarray:
+def sample_negative_labels(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                           backend: Backend | None = None) -> np.ndarray:
     """One wrong label per case, drawn from ``probs`` with the true class removed (renormalized).
 
-    ``probs`` and ``labels`` are arrays of ``xp`` (numpy, or the GPU backend's CuPy); the uniform draws
-    come from the host generator ``rng`` and are moved to them."""
-    p = probs.astype(np.float64).copy()
-    rows = xp.arange(len(labels))
-    p[rows, labels] = 0.0
-    total = p.sum(axis=1, keepdims=True)
-    C = p.shape[1]
-    uniform = xp.full((1, C), 1.0 / (C - 1))
-    p = xp.where(total > 1e-300, p / xp.maximum(total, 1e-300), uniform)
-    p[rows, labels] = 0.0
-    cdf = xp.cumsum(p, axis=1)
-    u = xp.asarray(rng.random(len(labels)))[:, None] * cdf[:, -1:]
-    neg = (u >= cdf).sum(axis=1)
-    neg = xp.minimum(neg, C - 1)
-    # guard against rounding landing on the true class
-    bad = neg == labels
-    n_bad = int(bad.sum())
-    redraw = rng.integers(0, C - 1, size=n_bad)
-    if n_bad:
-        neg[bad] = (labels[bad] + 1 + xp.asarray(redraw)) % C
-    return neg
+    ``probs`` and ``labels`` are arrays of ``backend`` (numpy on the CPU, the default); the draws (one
+    uniform and one integer per case, :func:`negative_draws`) come from the host generator ``rng`` and are
+    moved there.  Returns int64 labels of ``backend`` (``ffsim.ff.kernels.negative_rows``)."""
+    bk = backend or select_backend("cpu")
+    u, redraw = negative_draws(rng, len(labels), probs.shape[1])
+    dev = bk.asarray(np.stack([u, redraw]))
+    neg = bk.xp.empty(len(labels), dtype=np.float64)
+    bk.kernels.negative_rows(probs, bk.asarray(labels, dtype=np.float64), dev[0], dev[1], neg)
+    return neg.astype(np.int64)
+
+
+def negative_draws(rng: np.random.Generator, n: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """What hard negatives take from the host generator: ``n`` uniforms in [0, 1), then ``n`` integers in
+    [0, C − 1) (used only where rounding lands on the true class), as float64."""
+    u = rng.random(n)
+    return u, rng.integers(0, num_classes - 1, size=n).astype(np.float64)
 
 
 def build_layers(cfg: FFConfig, sizes: list[int], rng: np.random.Generator, layer_tag: int = 0) -> list[FFLayer]:
@@ -119,8 +119,18 @@ class FFNetwork(LayeredModel):
         return self.xp.full((n, self.num_classes), 1.0 / self.num_classes, dtype=np.float32)
 
     # passes ------------------------------------------------------------------------------------
+    def embed_normalized(self, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The normalized input rows for images ``x`` (row r uses image ``r % len(x)``) with label codes
+        ``codes`` (float64 of the backend: class c ≥ 0, −1 the neutral label); one fused pass."""
+        cfg = self.cfg
+        h = self.xp.empty((len(codes), self.in_features), dtype=np.float32)
+        self.kernels.embed_rows(x, codes, np.float32(cfg.label_strength), self.num_classes,
+                                cfg.label_mode == "concat", NORM_CODES[cfg.norm], h)
+        return h
+
     def head_inputs(self, acts: list[np.ndarray]) -> list[np.ndarray]:
-        return [normalize(a, self.cfg.norm, xp=self.xp) for a in acts[self.head_from:]]
+        """The head's inputs after a :meth:`climb`: the normalized activities from ``min_level`` on."""
+        return self.last_normalized[self.head_from:]
 
     # training ----------------------------------------------------------------------------------
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float, *,
@@ -134,71 +144,71 @@ class FFNetwork(LayeredModel):
         ``head_temperature`` T > 1 the head learns the soft targets at temperature T (Hinton, Vinyals & Dean
         2015): its training softmax is softmax(logits / T) and the step is scaled by T (the T² rule of the
         gradient with respect to logits / T); ``head_targets`` must then already be the softened targets.
-        """
+
+        On the GPU backend the step crosses between host and device twice: one upload (the label codes
+        and the host generator's draws) and one download (every per-case statistic)."""
         cfg = self.cfg
-        bk, xp = self.backend, self.xp
-        labels_h = bk.to_host(labels)  # the host generator's draws use them
-        labels = bk.asarray(labels_h)
+        bk, xp, k = self.backend, self.xp, self.kernels
+        labels_h = np.asarray(bk.to_host(labels)).astype(np.int64)
+        B, C, L = len(labels_h), self.num_classes, len(self.layers)
+        hard = cfg.negatives == "hard"
+        if hard:
+            u, redraw = negative_draws(rng, B, C)
+            extra = [u, redraw]
+        else:
+            neg_h = (labels_h + 1 + rng.integers(0, C - 1, size=B)) % C
+            extra = [neg_h.astype(np.float64)]
+        # label codes (positive, neutral) and the draws: one upload
+        up = bk.asarray(np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra]))
+        codes, lab = up[:2 * B], up[:B]
         x = bk.asarray(x)
-        B = len(labels_h)
-        onehot = self.onehot(labels)
-        targets = onehot if head_targets is None else bk.asarray(head_targets).astype(np.float32)
+        # per-case statistics, downloaded once: goodness (pos, neg), loss (pos, neg), head wrong/nll, negatives
+        S = xp.empty((4 * L + 3, B), dtype=np.float64)
         # positive and neutral passes together (independent of each other)
-        both = xp.concatenate([self.embed(x, onehot), self.embed(x, self.neutral(B))])
-        hs, acts = self.bottom_up(both)
-        sss = self.last_sumsq
-        pos_h = [h[:B] for h in hs]
-        deltas_pos, loss_pos, good_pos, G_pos = [], [], [], []
-        for layer, a, ss in zip(self.layers, acts, sss, strict=True):
-            ap = a[:B]
-            G, p = layer.probs(ap, ss[:B])
-            G_pos.append(G)
-            deltas_pos.append(layer.delta_positive(ap, p))
-            loss_pos.append(layer.loss(G, True).mean())
-            good_pos.append(G.mean())
+        hs, acts = self.climb(self.embed_normalized(x, codes))
+        sss, outs = self.last_sumsq, self.last_normalized
+        deltas = []
+        for i, (layer, a, ss) in enumerate(zip(self.layers, acts, sss, strict=True)):
+            D = xp.empty((2 * B, layer.n_out), dtype=np.float32)  # positive then negative cases
+            layer.local(a[:B], True, ss[:B], delta=D[:B], G=S[i], loss=S[2 * L + i])
+            deltas.append(D)
         # softmax head on the neutral pass
-        head_in = [normalize(a[B:], cfg.norm, ss[B:], xp) for a, ss in zip(acts[self.head_from:],
-                                                                           sss[self.head_from:], strict=True)]
+        head_in = [h[B:] for h in outs[self.head_from:]]
         logits = self.head.logits(head_in)
-        probs = softmax(logits, xp)
-        running_errors = (probs.argmax(axis=1) != labels).sum()
-        head_loss = -xp.log(probs[xp.arange(B), labels] + 1e-30).mean()
-        if head_temperature == 1.0:
-            self.head.update(head_in, probs, targets, gain)
-        else:
-            self.head.update(head_in, softmax(logits / np.float32(head_temperature), xp), targets,
-                             gain * head_temperature)
+        probs = xp.empty((B, C), dtype=np.float32)
+        err = xp.empty((B, C), dtype=np.float32)
+        has_t = head_targets is not None
+        targets = bk.asarray(head_targets, dtype=np.float32) if has_t else probs
+        k.head_rows(logits, lab, targets, has_t, 1.0 / float(head_temperature), B, probs, err, S[4 * L],
+                    S[4 * L + 1])
+        self.head.step(head_in, err, gain * head_temperature)
         # negatives
-        if cfg.negatives == "hard":
-            neg_labels = sample_negative_labels(probs if negative_probs is None else bk.asarray(negative_probs),
-                                                labels, rng, xp)
+        if hard:
+            oracle = probs if negative_probs is None else bk.asarray(negative_probs)
+            k.negative_rows(oracle, lab, up[2 * B:3 * B], up[3 * B:4 * B], S[4 * L + 2])
+            neg_codes = S[4 * L + 2]
         else:
-            neg_labels = bk.asarray((labels_h + 1 + rng.integers(0, self.num_classes - 1, size=B)) % self.num_classes)
-        hs_n, acts_n = self.bottom_up(self.embed(x, self.onehot(neg_labels)))
-        sss_n = self.last_sumsq
-        loss_neg, good_neg, pair_err = [], [], []
-        for k, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
-            G, p = layer.probs(a, sss_n[k])
-            d_neg = layer.delta_negative(a, p)
-            loss_neg.append(layer.loss(G, False).mean())
-            good_neg.append(G.mean())
-            pair_err.append((G >= G_pos[k]).mean())
-            layer.update(xp.concatenate([pos_h[k], hs_n[k]]), xp.concatenate([deltas_pos[k], d_neg]),
-                         cfg.lr * gain, B)
-        # every statistic of the step in one transfer
-        L = len(self.layers)
-        f = self.host_floats([running_errors, head_loss, *loss_pos, *loss_neg, *good_pos, *good_neg, *pair_err])
-        running_errors, head_loss = int(f[0]), f[1]
-        loss_pos, loss_neg, good_pos, good_neg, pair_err = (f[2 + i * L:2 + (i + 1) * L] for i in range(5))
-        loss = float(np.sum(loss_pos) + np.sum(loss_neg))
-        return {"loss": loss, "head_loss": head_loss, "running_errors": running_errors, "n": B,
-                "loss_pos": loss_pos, "loss_neg": loss_neg, "goodness_pos": good_pos, "goodness_neg": good_neg,
-                "pair_errors": pair_err, "negative_labels": bk.to_host(neg_labels)}
+            neg_codes = up[2 * B:3 * B]
+        hs_n, acts_n = self.climb(self.embed_normalized(x, neg_codes))
+        for i, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
+            D = deltas[i]
+            layer.local(a, False, self.last_sumsq[i], delta=D[B:], G=S[L + i], loss=S[3 * L + i])
+            layer.update(xp.concatenate([hs[i][:B], hs_n[i]]), D, cfg.lr * gain, B)
+        s = bk.to_host(S)  # every statistic of the step in one transfer
+        loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
+        loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
+        return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),
+                "running_errors": int(s[4 * L].sum()), "n": B, "loss_pos": loss_pos, "loss_neg": loss_neg,
+                "goodness_pos": [float(v) for v in s[:L].mean(axis=1)],
+                "goodness_neg": [float(v) for v in s[L:2 * L].mean(axis=1)],
+                "pair_errors": [float(v) for v in (s[L:2 * L] >= s[:L]).mean(axis=1)],
+                "negative_labels": s[4 * L + 2].astype(np.int64) if hard else neg_h}
 
     # evaluation --------------------------------------------------------------------------------
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (numpy) from one neutral-label pass and the softmax head."""
-        _, acts = self.bottom_up(self.embed(x, self.neutral(len(x))))
+        x = self.backend.asarray(x)
+        acts = self.climb(self.embed_normalized(x, self.backend.asarray(np.full(len(x), -1.0))))[1]
         return self.backend.to_host(softmax(self.head.logits(self.head_inputs(acts)), self.xp))
 
     def goodness_scores(self, x: np.ndarray) -> np.ndarray:
@@ -208,7 +218,7 @@ class FFNetwork(LayeredModel):
         B, C = len(x), self.num_classes
         scores = xp.zeros((B, C))
         for c in range(C):
-            _, acts = self.bottom_up(self.embed(x, self.onehot(xp.full(B, c))))
+            _, acts = self.climb(self.embed_normalized(x, self.backend.asarray(np.full(B, float(c)))))
             for k in range(self.head_from, len(self.layers)):
                 scores[:, c] += self.layers[k].probs(acts[k], self.last_sumsq[k])[0]
         return self.backend.to_host(scores)

@@ -78,9 +78,7 @@ class RecurrentFF(LayeredModel):
                 inp = xp.concatenate([below, above], axis=1)
                 a = layer.forward(inp)
                 if learn is not None:
-                    G, p = layer.probs(a)
-                    d = layer.delta_positive(a, p) if positive else layer.delta_negative(a, p)
-                    learn[k].append((inp, d))
+                    learn[k].append((inp, layer.local(a, positive)[0]))
                 new.append(keep * acts[k] + (1 - keep) * a)
             acts = new
             history.append(acts)
@@ -106,7 +104,7 @@ class RecurrentFF(LayeredModel):
         probs = softmax(self.head.logits(head_in), xp)
         self.head.update(head_in, probs, onehot, gain)
         if cfg.negatives == "hard":
-            neg = sample_negative_labels(probs, labels, rng, xp)
+            neg = sample_negative_labels(probs, labels, rng, bk)
         else:
             neg = bk.asarray((labels_h + 1 + rng.integers(0, C - 1, size=B)) % C)
         learn_pos = [[] for _ in self.layers]

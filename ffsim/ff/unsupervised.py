@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.ff.config import FFConfig
-from ffsim.ff.goodness import normalize
 from ffsim.ff.layer import SoftmaxHead, softmax
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers
@@ -79,14 +78,14 @@ class UnsupervisedFF(LayeredModel):
         hs, acts = self.bottom_up(np.concatenate([x, neg]))
         labels = bk.asarray(labels)
         losses = []
+        sss, outs = self.last_sumsq, self.last_normalized
         for k, (layer, a) in enumerate(zip(self.layers, acts, strict=True)):
-            Gp, pp = layer.probs(a[:B])
-            Gn, pn = layer.probs(a[B:])
-            dp = layer.delta_positive(a[:B], pp)
-            dn = layer.delta_negative(a[B:], pn)
-            losses.append(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
-            layer.update(hs[k], xp.concatenate([dp, dn]), cfg.lr * gain, B)
-        head_in = [normalize(a[:B], cfg.norm, xp=xp) for a in acts[self.head_from:]]
+            D = xp.empty_like(a)  # positive then negative cases
+            lp = layer.local(a[:B], True, sss[k][:B], delta=D[:B])[2]
+            ln = layer.local(a[B:], False, sss[k][B:], delta=D[B:])[2]
+            losses.append(lp.mean() + ln.mean())
+            layer.update(hs[k], D, cfg.lr * gain, B)
+        head_in = [h[:B] for h in outs[self.head_from:]]
         probs = softmax(self.head.logits(head_in), xp)
         onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]
         self.head.update(head_in, probs, onehot, gain)
@@ -97,8 +96,6 @@ class UnsupervisedFF(LayeredModel):
         return {"loss": loss, "running_errors": int(f[0]), "n": B}
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
-        _, acts = self.bottom_up(x)
-        xp = self.xp
-        return self.backend.to_host(softmax(self.head.logits([normalize(a, self.cfg.norm, xp=xp)
-                                                              for a in acts[self.head_from:]]), xp))
+        self.bottom_up(x)
+        return self.backend.to_host(softmax(self.head.logits(self.last_normalized[self.head_from:]), self.xp))
 

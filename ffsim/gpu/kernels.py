@@ -15,6 +15,9 @@ CPU kernel             twin                                   threads
 ``_smoothed_step``     :func:`smoothed_step`                  one per weight (the float store's step)
 =====================  =====================================  ====================================
 
+The FF engine's fused per-row kernels (:mod:`ffsim.ff.kernels`) have their twins in
+:mod:`ffsim.gpu.ff_kernels`; :func:`namespace` serves both.
+
 The arrays may be CuPy arrays, numba device arrays or (in the CUDA simulator, or for small checks) numpy
 arrays; the kernels write into them in place, as the CPU kernels do, and the launchers return what the
 CPU kernels return.  Every random number comes from the same ``(key, counter)`` as in the CPU kernel
@@ -864,10 +867,13 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
 
 def namespace() -> SimpleNamespace:
     """The launchers under the CPU kernels' names (what :attr:`ffsim.backend.Backend.kernels` returns)."""
+    from ffsim.ff.kernels import FF_KERNELS
+    from ffsim.gpu import ff_kernels
+
     return SimpleNamespace(dac_convert=dac_convert, adc_accumulate=adc_accumulate, rebuild_caches=rebuild_caches,
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
                            pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
-                           smoothed_step=smoothed_step)
+                           smoothed_step=smoothed_step, **{n: getattr(ff_kernels, n) for n in FF_KERNELS})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,15 +20,15 @@ _spec.loader.exec_module(opcount)
 
 
 @pytest.mark.parametrize(("profile", "mode", "most"), [
-    # (uploads, downloads, scalar reads, numba launches) per mini-batch of a 4-layer network
-    ("ideal", "ideal", (2, 2, 1, 4)),
-    ("pcm", "insitu", (6, 6, 9, 32)),
+    # (uploads, downloads, scalar reads, numba launches, array operations) per mini-batch of a 4-layer network
+    # (before the engine's per-row kernels, ``ffsim.ff.kernels``: ideal 2, 2, 1, 4, 509; pcm 6, 6, 9, 32, 693)
+    ("ideal", "ideal", (1, 1, 0, 49, 66)),
+    ("pcm", "insitu", (5, 5, 0, 77, 250)),
 ])
 def test_transfers_and_launches_per_ff_step(profile, mode, most):
     r = opcount.count_step(profile, mode, 4, width=8, steps=1)
-    got = (r["uploads"], r["downloads"], r["scalar_reads"], r["numba_launches"])
+    got = (r["uploads"], r["downloads"], r["scalar_reads"], r["numba_launches"], r["array_ops"])
     assert all(g <= m for g, m in zip(got, most, strict=True)), (got, r["transfers"])
     # the counts do not depend on the widths (what makes small layers stand in for 2000-wide ones)
     r2 = opcount.count_step(profile, mode, 4, width=5, steps=1)
-    assert (r2["uploads"], r2["downloads"], r2["scalar_reads"], r2["numba_launches"], r2["array_ops"]) == \
-        (*got, r["array_ops"])
+    assert (r2["uploads"], r2["downloads"], r2["scalar_reads"], r2["numba_launches"], r2["array_ops"]) == got
