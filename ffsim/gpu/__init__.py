@@ -1,6 +1,7 @@
-"""numba-cuda twins of the Numba CPU kernels (device layer and crossbar periphery).
+"""numba-cuda twins of the Numba CPU kernels (device layer, crossbar periphery, FF engine).
 
 Imported only by the GPU backend (:func:`ffsim.backend.select_backend`), never on the CPU path.
 :mod:`ffsim.gpu.rng` holds the device functions of the counter-based RNG; :mod:`ffsim.gpu.kernels` the
-kernels and their launchers, with the signatures of the CPU kernels.
+crossbar kernels and their launchers, with the signatures of the CPU kernels; :mod:`ffsim.gpu.ff_kernels`
+the twins of the FF engine's fused per-row kernels (:mod:`ffsim.ff.kernels`).
 """
