@@ -75,10 +75,12 @@ def crossbar(bk, profile: str, repeats: int, n_in: int = 784, n_out: int = 2000,
 
 
 def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100,
-             max_seconds: float = float("inf")) -> tuple[float, int]:
+             max_seconds: float = float("inf"), profile_steps: int = 0) -> tuple[float, int, str]:
     """Seconds per 600-mini-batch epoch of ``model.train_step`` on the GPU (after one warm-up step that
     compiles the kernels), from ``batches`` timed mini-batches, or fewer if ``max_seconds`` runs out
-    (the figure is then scaled from the mini-batches done; both are reported)."""
+    (the figure is then scaled from the mini-batches done; both are reported).  With ``profile_steps``,
+    that many more steps run under cProfile afterwards and the top of the profile (by own time) is
+    returned as text (host time per call of each function: what launches and transfers cost)."""
     from ffsim.data import load_mnist
     from ffsim.ff import FFConfig
     from ffsim.ff.trainer import build_model
@@ -105,7 +107,24 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
             if time.perf_counter() - t0 > max_seconds:
                 break
     sync()
-    return (time.perf_counter() - t0) * 600 / done, done
+    seconds = (time.perf_counter() - t0) * 600 / done
+    text = ""
+    if profile_steps:
+        import cProfile
+        import io
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        for b in range(profile_steps):
+            k = b % batches
+            model.train_step(x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch], rng, 1.0)
+        sync()
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
+        text = f"cProfile of {profile_steps} mini-batches ({profile} {mode}):\n{buf.getvalue()}"
+    return seconds, done, text
 
 
 def main() -> int:
@@ -119,6 +138,8 @@ def main() -> int:
                     help="stop timing an FF epoch after this long (checked every 50 mini-batches; scaled to 600)")
     ap.add_argument("--no-view-cache", action="store_true",
                     help="pass CuPy arrays to the numba-cuda kernels as they are (ffsim.gpu.kernels.CACHE_VIEWS off)")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="after timing each FF epoch, run this many mini-batches under cProfile and print its top")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -145,9 +166,12 @@ def main() -> int:
     for prof in args.ff or []:
         set_default_backend("gpu")
         mode = "ideal" if prof == "ideal" else "insitu"
-        s, done = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches, max_seconds=args.ff_max_seconds)
+        s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
+                                 max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps)
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode,
-                          "batches_timed": done, "seconds_per_epoch": s})
+                          "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {})})
+        if text:
+            print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {prof} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
     if args.json:
