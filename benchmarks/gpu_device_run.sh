@@ -10,7 +10,7 @@
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
 #
 #   bash benchmarks/gpu_device_run.sh OUTDIR [SECONDS]      # SECONDS: the whole budget (default 560)
-#   TRAIN=0 COMPARE_VIEWS=1 bash benchmarks/gpu_device_run.sh OUTDIR 300   # benchmarks (also without the
+#   TRAIN=0 COMPARE_VIEWS=1 bash benchmarks/gpu_device_run.sh OUTDIR 480   # benchmarks (also without the
 #                                                  # cached launch views) and tests only, no 4x2000 run
 #
 # numba-cuda 0.30 cannot compile under numpy 2.5: where the machine has it, carry a numpy 2.3 wheel in .whl/
