@@ -81,7 +81,7 @@ class FFLayer:
         (not gated by the ReLU, as in Hinton's code).  ``ss``: Σa² per case (computed if not given);
         ``delta``, ``G``, ``loss``: arrays to write into (allocated if not given)."""
         xp, k = self.xp, self.kernels
-        if ss is None:
+        if ss is None:  # Σa² in the kernels' order: act_rows without bias or ReLU leaves the rows as they are
             ss = xp.empty(len(a), dtype=np.float64)
             k.act_rows(a, self.b, False, False, True, a, ss, xp.empty_like(a))
         delta = xp.empty_like(a) if delta is None else delta
