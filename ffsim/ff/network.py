@@ -128,7 +128,7 @@ class FFNetwork(LayeredModel):
                                 cfg.label_mode == "concat", NORM_CODES[cfg.norm], h)
         return h
 
-    def head_inputs(self, acts: list[np.ndarray]) -> list[np.ndarray]:
+    def head_inputs(self) -> list[np.ndarray]:
         """The head's inputs after a :meth:`climb`: the normalized activities from ``min_level`` on."""
         return self.last_normalized[self.head_from:]
 
@@ -208,8 +208,8 @@ class FFNetwork(LayeredModel):
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (numpy) from one neutral-label pass and the softmax head."""
         x = self.backend.asarray(x)
-        acts = self.climb(self.embed_normalized(x, self.backend.asarray(np.full(len(x), -1.0))))[1]
-        return self.backend.to_host(softmax(self.head.logits(self.head_inputs(acts)), self.xp))
+        self.climb(self.embed_normalized(x, self.backend.asarray(np.full(len(x), -1.0))))
+        return self.backend.to_host(softmax(self.head.logits(self.head_inputs()), self.xp))
 
     def goodness_scores(self, x: np.ndarray) -> np.ndarray:
         """Goodness summed over layers ``min_level``.. for every label (batch × classes, numpy)."""

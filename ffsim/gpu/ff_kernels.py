@@ -185,17 +185,12 @@ def layer_rows(A, SS, kind, theta, temperature, positive, peer, peer_norm, mean_
 
 def _scratch(like, n_rows: int):
     """A float64 (n_rows × 32) array for the lane sums, where ``like`` lives (CuPy, or numpy)."""
-    xp = _module_of(like)
-    return xp.empty((n_rows, LANES), dtype=np.float64)
-
-
-def _module_of(a):
     cp_array = _cupy_type()
-    if cp_array and isinstance(a, cp_array):
+    if cp_array and isinstance(like, cp_array):
         import cupy
 
-        return cupy
-    return np
+        return cupy.empty((n_rows, LANES), dtype=np.float64)
+    return np.empty((n_rows, LANES), dtype=np.float64)
 
 
 @cuda.jit
