@@ -138,6 +138,8 @@ def main() -> int:
                     help="stop timing an FF epoch after this long (checked every 50 mini-batches; scaled to 600)")
     ap.add_argument("--no-view-cache", action="store_true",
                     help="pass CuPy arrays to the numba-cuda kernels as they are (ffsim.gpu.kernels.CACHE_VIEWS off)")
+    ap.add_argument("--no-fast-launch", action="store_true",
+                    help="launch the numba-cuda kernels through numba's launcher (ffsim.gpu.kernels.FAST_LAUNCH off)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after timing each FF epoch, run this many mini-batches under cProfile and print its top")
     ap.add_argument("--json", help="write the results here")
@@ -151,11 +153,14 @@ def main() -> int:
     from ffsim.gpu import kernels
 
     kernels.CACHE_VIEWS = not args.no_view_cache
+    kernels.FAST_LAUNCH = kernels.FAST_LAUNCH and not args.no_fast_launch
 
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
-    out = {"device": name, "view_cache": kernels.CACHE_VIEWS, "crossbar": [], "ff": []}
-    print(f"device: {name}; numba views of CuPy arguments cached: {kernels.CACHE_VIEWS}")
+    out = {"device": name, "view_cache": kernels.CACHE_VIEWS, "fast_launch": kernels.FAST_LAUNCH, "crossbar": [],
+           "ff": []}
+    print(f"device: {name}; numba views of CuPy arguments cached: {kernels.CACHE_VIEWS}; "
+          f"fast launch: {kernels.FAST_LAUNCH}")
     print("| profile | W1 ffsim (ms) | W1 CuPy (ms) | W1 ratio | W2 ffsim (ms) | W2 CuPy (ms) | W2 ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for prof in args.profile or ["pcm"]:
@@ -174,6 +179,8 @@ def main() -> int:
             print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {prof} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
+    out["fast_launch_stats"] = kernels.fast_launch_stats()
+    print("fast launch:", out["fast_launch_stats"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -356,3 +356,104 @@ def test_launch_views_are_cached_by_exact_layout(monkeypatch):
     kernels._launch(Kernel(), (2,), (32,), a, 7, host)
     assert seen[0] == (((2,), (32,)), (("v", 4096), 7, host))
     assert seen[1][1][0] is a and seen[1][1][1:] == (7, host)
+
+
+def test_fast_launch_passes_what_numba_passes(monkeypatch):
+    """The fast launch path (GPU only) gives each kernel the parameters numba-cuda's launcher would: the
+    first call of a signature goes through numba (which compiles), the next is checked against numba's
+    marshalling and then launched directly; arrays are flattened once per layout; a difference, a
+    non-CuPy array or an int beyond int64 takes numba's launcher.  Here with stand-ins for CuPy and for
+    numba-cuda's pieces (no GPU): what reaches ``launch`` is asserted exactly."""
+    import ctypes
+    from types import SimpleNamespace as NS
+
+    import numba
+
+    from ffsim.gpu import kernels
+
+    class FakeDev:
+        def __init__(self, ptr, shape, dtype):
+            self.data, self.shape, self.dtype = NS(ptr=ptr), shape, np.dtype(dtype)
+            self.strides = tuple(int(np.prod(shape[i + 1:])) * self.dtype.itemsize for i in range(len(shape)))
+            self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
+
+    def numba_like_prepare(ty, v, stream, retr, out):  # numba-cuda 0.30's _Kernel._prepare_args
+        if isinstance(ty, tuple):  # an array type of the stand-in typeof
+            out.extend([0, 0, v.size, v.itemsize, v.data.ptr, *v.shape, *v.strides])
+        elif isinstance(ty, numba.types.Integer):
+            out.append(getattr(ctypes, f"c_{ty}")(v))
+        elif ty == numba.types.float32:
+            out.append(ctypes.c_float(v))
+        elif ty == numba.types.float64:
+            out.append(ctypes.c_double(v))
+        else:
+            out.append(v)
+
+    class Overload:
+        cooperative = False
+
+        def __init__(self, prepare=numba_like_prepare):
+            self._prepare_args = prepare
+            self._codelibrary = NS(get_cufunc=lambda: NS(kernel="CUFUNC"))
+
+    launched, slow = [], []
+
+    class Kernel:
+        overloads: dict = {}
+
+        def __getitem__(self, config):
+            return lambda *args: slow.append((config, args))
+
+    def typeof(v):
+        return ("array", v.dtype.str, len(v.shape)) if isinstance(v, FakeDev) else numba.typeof(v)
+
+    hooks = dict(ok=True, stream="S", launch=lambda s, cfg, fn, *p: launched.append((s, cfg, fn, p)),
+                 config=lambda g, b: ("cfg", g, b), dims=lambda g, b: ((*g, 1, 1)[:3], (*b, 1, 1)[:3]),
+                 typeof=typeof, view=lambda a: a)
+    monkeypatch.setattr(kernels, "_fast_hooks", hooks)
+    monkeypatch.setattr(kernels, "_fast_local", __import__("threading").local())
+    monkeypatch.setattr(kernels, "SIMULATED", False)
+    monkeypatch.setattr(kernels, "FAST_LAUNCH", True)
+    monkeypatch.setattr(kernels, "_cupy_type", lambda: FakeDev)
+    monkeypatch.setattr(kernels, "_view", lambda x: ("view", x.data.ptr))
+
+    k = Kernel()
+    a = FakeDev(4096, (3, 4), np.float32)
+    args = (a, 7, 0.5, np.float32(2.0), True, np.uint64(2**63 + 5))
+    kernels._launch(k, (2,), (32,), *args)  # nothing compiled yet: numba's launcher
+    assert len(slow) == 1 and not launched
+    sig = (typeof(a), numba.int64, numba.float64, numba.float32, numba.boolean, numba.uint64)
+    Kernel.overloads = {sig: Overload()}  # what numba compiled for it
+    kernels._launch(k, (2,), (32,), *args)
+    kernels._launch(k, (2,), (32,), FakeDev(8192, (3, 4), np.float32), 8, 1.5, np.float32(3.0), False, np.uint64(1))
+    assert len(slow) == 1 and len(launched) == 2
+    s, cfg, fn, p = launched[0]
+    assert (s, cfg, fn) == ("S", ("cfg", (2, 1, 1), (32, 1, 1)), "CUFUNC")
+    assert p[:9] == (0, 0, 12, 4, 4096, 3, 4, 16, 4)
+    assert [type(x) for x in p[9:]] == [ctypes.c_int64, ctypes.c_double, ctypes.c_float, bool, ctypes.c_uint64]
+    assert [x if isinstance(x, bool) else x.value for x in p[9:]] == [7, 0.5, 2.0, True, 2**63 + 5]
+    p2 = launched[1][3]
+    assert p2[4] == 8192 and p2[9].value == 8 and p2[12] is False and p2[13].value == 1
+
+    # not CuPy arrays, or an int that numba would type as uint64: numba's launcher
+    kernels._launch(k, (2,), (32,), np.zeros(3, np.float32), 7, 0.5, np.float32(2.0), True, np.uint64(0))
+    kernels._launch(k, (2,), (32,), a, 2**63, 0.5, np.float32(2.0), True, np.uint64(0))
+    assert len(slow) == 3 and len(launched) == 2
+
+    # a signature whose parameters differ from numba's marshalling: warned once, then always numba's launcher
+    def other_prepare(ty, v, stream, retr, out):
+        numba_like_prepare(ty, v, stream, retr, out)
+        if ty == numba.types.boolean:
+            out[-1] = ctypes.c_uint8(int(v))
+
+    k2 = Kernel()
+    Kernel.overloads = {sig: Overload(other_prepare)}
+    with pytest.warns(RuntimeWarning, match="fast launch of .* off"):
+        kernels._launch(k2, (2,), (32,), *args)
+    kernels._launch(k2, (2,), (32,), *args)
+    assert len(slow) == 5 and len(launched) == 2
+
+    # off by the switch
+    monkeypatch.setattr(kernels, "FAST_LAUNCH", False)
+    kernels._launch(k, (2,), (32,), *args)
+    assert len(slow) == 6 and len(launched) == 2

@@ -30,6 +30,7 @@ may change last bits, so GPU and CPU agree in distribution, not bit for bit.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import warnings
 from types import SimpleNamespace
@@ -125,14 +126,173 @@ def _view(a, make=None):
     return v
 
 
+# Fast launches on a GPU.  Even with the views above, numba-cuda's launcher spends ~100-250 µs of host time
+# per launch (measured on an H100 with cProfile, BENCHMARKS.md): it types every argument, finds the
+# overload, imports each array again and builds the parameter list in Python, while the GPU work of most
+# of these kernels takes a few µs.  The fast path does what that launcher does, once per kind of call,
+# and then only what changes: the parameter list of each CuPy array (a pure function of its pointer,
+# shape, strides and dtype) is cached by that layout, scalars are converted as numba converts them, and
+# the compiled kernel of each signature is launched through cuda.core, as numba-cuda launches it.  The
+# first call of each (kernel, signature) goes through numba (which compiles the kernel), and the next
+# builds its parameters both ways and compares them value by value and type by type: a difference (another
+# numba-cuda's marshalling) turns the fast path off for that signature, with one warning.  Anything else
+# than CuPy arrays and plain scalars, another numba-cuda without cuda.core, or ``FAST_LAUNCH = False``
+# (environment ``FFSIM_GPU_FAST_LAUNCH=0``) takes numba's launcher.  Single GPU; the caches are per thread
+# (each thread's first launch of a kernel makes numba's context current there).
+FAST_LAUNCH = os.environ.get("FFSIM_GPU_FAST_LAUNCH", "1") != "0"
+_FAST_ARRAYS_MAX = 8192
+_fast_local = threading.local()
+_fast_hooks: dict = {}
+
+
+def _fast_numba_hooks() -> dict | None:
+    """numba-cuda's pieces the fast path uses (None where this numba has no cuda.core launch)."""
+    if "ok" not in _fast_hooks:
+        try:
+            from cuda.core import LaunchConfig, launch
+            from numba.cuda._compat import CUDA_CORE_GE_1_0
+            from numba.cuda.cudadrv import driver
+            from numba.cuda.errors import normalize_kernel_dimensions
+            from numba.cuda.typing.typeof import Purpose, typeof
+
+            coop = "is_cooperative" if CUDA_CORE_GE_1_0 else "cooperative_launch"
+            _fast_hooks.update(
+                ok=True, launch=launch, stream=driver._to_core_stream(0),
+                config=lambda grid, block: LaunchConfig(grid=grid, block=block, shmem_size=0, **{coop: False}),
+                dims=normalize_kernel_dimensions, typeof=lambda v: typeof(v, Purpose.argument),
+                view=lambda a: cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=None, sync=False))
+        except Exception:  # noqa: BLE001 - any other numba: numba's own launcher
+            _fast_hooks["ok"] = False
+    return _fast_hooks if _fast_hooks["ok"] else None
+
+
+def _fast_state():
+    st = getattr(_fast_local, "st", None)
+    if st is None:
+        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={})
+    return st
+
+
+def _scalar_conv(ty):
+    """How numba-cuda passes a scalar of numba type ``ty`` to a kernel (``_Kernel._prepare_args``)."""
+    import ctypes
+
+    from numba.core import types as nt
+
+    if isinstance(ty, nt.Integer):
+        return getattr(ctypes, f"c_{ty}")
+    if ty == nt.float64:
+        return ctypes.c_double
+    if ty == nt.float32:
+        return ctypes.c_float
+    if ty == nt.boolean:
+        return None  # passed as it is
+    raise TypeError(ty)
+
+
+def _same_params(a: list, b: list) -> bool:
+    """Two parameter lists equal value by value and type by type (ctypes values by their ``.value``)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if type(x) is not type(y):
+            return False
+        if hasattr(x, "_type_"):  # a ctypes scalar
+            if x.value != y.value:
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def fast_launch_stats() -> dict:
+    """This thread's fast-launch caches: signatures launched directly, signatures turned off (their
+    parameters differed from numba-cuda's), array layouts cached."""
+    st = _fast_state()
+    return {"direct": sum(1 for v in st.sigs.values() if v is not False),
+            "off": sorted(str(getattr(k, "__name__", k)) for (k, _), v in st.sigs.items() if v is False),
+            "array_layouts": len(st.arrays)}
+
+
+def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
+    """Launch ``kernel[grid, block](*args)`` by the fast path; False where it cannot (nothing launched)."""
+    h = _fast_numba_hooks()
+    if h is None:
+        return False
+    st = _fast_state()
+    kinds = []
+    params = []
+    for a in args:
+        if isinstance(a, cp_array):
+            key = (a.data.ptr, a.shape, a.strides, a.dtype.str)
+            e = st.arrays.get(key)
+            if e is None:
+                ov = next(iter(kernel.overloads.values()), None)  # any overload: marshalling is per type
+                if ov is None:
+                    return False
+                view = h["view"](a)
+                ty = h["typeof"](view)
+                flat: list = []
+                ov._prepare_args(ty, view, h["stream"], [], flat)
+                if any(not isinstance(v, int) for v in flat):
+                    return False
+                if len(st.arrays) >= _FAST_ARRAYS_MAX:
+                    for k in list(st.arrays)[: _FAST_ARRAYS_MAX // 2]:
+                        st.arrays.pop(k, None)
+                e = st.arrays[key] = (ty, tuple(flat))
+            kinds.append(e[0])
+            params.extend(e[1])
+        else:
+            t = type(a)
+            if t is int and not -(2**63) <= a < 2**63:
+                return False
+            s = st.scalars.get(t)
+            if s is None:
+                if not (t in (bool, int, float) or isinstance(a, np.number | np.bool_)):
+                    return False
+                ty = h["typeof"](a)
+                try:
+                    s = st.scalars[t] = (ty, _scalar_conv(ty))
+                except TypeError:
+                    return False
+            kinds.append(s[0])
+            params.append(a if s[1] is None else s[1](a))
+    sk = (kernel, tuple(kinds))
+    fn = st.sigs.get(sk)
+    if fn is None:
+        ov = kernel.overloads.get(sk[1])
+        if ov is None or ov.cooperative:
+            return False  # numba compiles it (or picks a convertible overload) this time
+        ref: list = []
+        for ty, a in zip(sk[1], args, strict=True):
+            ov._prepare_args(ty, h["view"](a) if isinstance(a, cp_array) else a, h["stream"], [], ref)
+        if _same_params(params, ref):
+            fn = ov._codelibrary.get_cufunc().kernel
+        else:
+            fn = False
+            warnings.warn(f"ffsim: fast launch of {getattr(kernel, '__name__', kernel)} off: its parameters differ "
+                          "from numba-cuda's", RuntimeWarning, stacklevel=3)
+        st.sigs[sk] = fn
+    if fn is False:
+        return False
+    ck = (grid, block)
+    cfg = st.configs.get(ck)
+    if cfg is None:
+        cfg = st.configs[ck] = h["config"](*h["dims"](grid, block))
+    h["launch"](h["stream"], cfg, fn, *params)
+    return True
+
+
 def _launch(kernel, grid, block, *args) -> None:
     if SIMULATED:  # numpy scalars warn on the uint64 wrap-around the hash functions rely on
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
             kernel[grid, block](*args)
         return
+    cp_array = _cupy_type()
+    if FAST_LAUNCH and _fast_launch(kernel, grid, block, args, cp_array):
+        return
     if CACHE_VIEWS:
-        cp_array = _cupy_type()
         args = tuple(_view(a) if isinstance(a, cp_array) else a for a in args)
     kernel[grid, block](*args)
 
@@ -155,12 +315,12 @@ class _Counter:
 
     def array(self):
         if self.dev is None:
-            self.dev = cuda.to_device(np.zeros(1, dtype=np.int64))
+            self.dev = _device_zeros((1,), np.int64)
             self.last = 0
         return self.dev
 
     def read(self) -> int:
-        total = int(self.dev.copy_to_host()[0])
+        total = int(_to_host(self.dev)[0])
         n, self.last = total - self.last, total
         return n
 
@@ -186,8 +346,23 @@ _dummy: dict[str, object] = {}
 
 def _dummy3():
     if "f3" not in _dummy:
-        _dummy["f3"] = cuda.to_device(np.zeros((1, 1, 1), dtype=np.float32))
+        _dummy["f3"] = _device_zeros((1, 1, 1), np.float32)
     return _dummy["f3"]
+
+
+def _device_zeros(shape, dtype):
+    """Zeros on the device: a CuPy array on a GPU (the fast launch path takes CuPy arrays), a numba device
+    array in the simulator."""
+    cp_array = _cupy_type()
+    if not SIMULATED and cp_array:
+        import cupy
+
+        return cupy.zeros(shape, dtype=dtype)
+    return cuda.to_device(np.zeros(shape, dtype=dtype))
+
+
+def _to_host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") and not hasattr(a, "copy_to_host") else a.copy_to_host()
 
 
 # ----------------------------------------------------------------------------------------------
