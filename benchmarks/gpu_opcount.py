@@ -167,7 +167,10 @@ class _XP(SimpleNamespace):
 COUNTING = Backend("gpu", _XP(), simulated=True)
 
 
-def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: int = 10, steps: int = 3) -> dict:
+def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: int = 10, steps: int = 3,
+               tile_rows: int | None = None) -> dict:
+    """Per-step counts of an ``n_layers`` × ``width`` network on 36 inputs; ``tile_rows`` overrides the
+    profile's tile height (small tiles: several tiles per array, as 2000-wide layers have)."""
     from ffsim.ff import FFConfig
     from ffsim.ff.trainer import build_model
     from ffsim.gpu import kernels
@@ -184,7 +187,8 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
 
     kernels._launch = counting_launch
     try:
-        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0)
+        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0,
+                       profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
         model = build_model(cfg, 36, 10)
         rng = np.random.default_rng(0)
         x = rng.random((batch * (steps + 1), 36)).astype(np.float32)

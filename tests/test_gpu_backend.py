@@ -348,6 +348,7 @@ def test_launch_views_are_cached_by_exact_layout(monkeypatch):
             return lambda *args: seen.append((config, args))
 
     monkeypatch.setattr(kernels, "SIMULATED", False)
+    monkeypatch.setattr(kernels, "FAST_LAUNCH", False)  # (the fast path has its own test below)
     monkeypatch.setattr(kernels, "_cupy_type", lambda: FakeDev)
     monkeypatch.setattr(kernels, "_view", lambda x: ("v", x.data.ptr))
     host = np.zeros(3, np.float32)

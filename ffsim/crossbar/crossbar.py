@@ -570,10 +570,10 @@ class Crossbar:
         V = xp.empty((T, B, n_out), dtype=np.float32) if read_noise else zeros_like_view((T, B, n_out))
         n_ct = -(-n_out // out_tile)
         ZR = xp.zeros((T, B, n_ct), dtype=np.float32)
+        self._tile_gemms(xq, W, Z, in_tiles)
+        if read_noise:
+            self._tile_gemms(xq2, S2, V, in_tiles)
         for t, (a, b) in enumerate(in_tiles):
-            xp.matmul(xq[:, a:b], W[a:b], out=Z[t])
-            if read_noise:
-                xp.matmul(xq2[:, a:b], S2[a:b], out=V[t])
             if S2ref is not None:
                 vr = xq2[:, a:b] @ S2ref[a:b]
                 ZR[t] = xp.sqrt(xp.maximum(vr, 0.0)) * self._dev(self._rng.standard_normal(vr.shape, dtype=np.float32))
@@ -588,6 +588,24 @@ class Crossbar:
                                np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
                                np.float32(lsb), adc.nonlinear, scale, key, out)
         return out, x2_sum
+
+    def _tile_gemms(self, x, M, out, in_tiles) -> None:
+        """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)``.  On the GPU the full tiles (all
+        but perhaps the last) go into one batched GEMM where ``M``'s rows are contiguous: one cuBLAS call
+        instead of one per tile (the host's cost of a call, not the arithmetic, is what a tile's GEMM costs
+        there; BENCHMARKS.md).  The CPU computes tile by tile."""
+        xp = self._xp
+        t0 = 0
+        R = in_tiles[0][1] - in_tiles[0][0] if in_tiles else 0
+        n_full = sum(1 for a, b in in_tiles if b - a == R)  # the full tiles come first
+        if not self._cpu and n_full > 1 and M.flags.c_contiguous:
+            B, n_out = x.shape[0], M.shape[1]
+            xs = xp.ascontiguousarray(x[:, : n_full * R].reshape(B, n_full, R).transpose(1, 0, 2))
+            xp.matmul(xs, M[: n_full * R].reshape(n_full, R, n_out), out=out[:n_full])
+            t0 = n_full
+        for t in range(t0, len(in_tiles)):
+            a, b = in_tiles[t]
+            xp.matmul(x[:, a:b], M[a:b], out=out[t])
 
     def pulse_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """In-situ update ΔW ≈ lr · xᵀ d by stochastic pulse trains (Gokmen & Vlasov 2016).

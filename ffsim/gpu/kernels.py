@@ -169,7 +169,7 @@ def _fast_numba_hooks() -> dict | None:
 def _fast_state():
     st = getattr(_fast_local, "st", None)
     if st is None:
-        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={})
+        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={}, type_ids={}, types=[])
     return st
 
 
@@ -214,6 +214,16 @@ def fast_launch_stats() -> dict:
             "array_layouts": len(st.arrays)}
 
 
+def _type_id(st, ty) -> int:
+    """A small int for the numba type ``ty`` (signatures are looked up by these: hashing numba types
+    costs µs each)."""
+    tid = st.type_ids.get(ty)
+    if tid is None:
+        tid = st.type_ids[ty] = len(st.types)
+        st.types.append(ty)
+    return tid
+
+
 def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
     """Launch ``kernel[grid, block](*args)`` by the fast path; False where it cannot (nothing launched)."""
     h = _fast_numba_hooks()
@@ -239,7 +249,7 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
                 if len(st.arrays) >= _FAST_ARRAYS_MAX:
                     for k in list(st.arrays)[: _FAST_ARRAYS_MAX // 2]:
                         st.arrays.pop(k, None)
-                e = st.arrays[key] = (ty, tuple(flat))
+                e = st.arrays[key] = (_type_id(st, ty), tuple(flat))
             kinds.append(e[0])
             params.extend(e[1])
         else:
@@ -252,7 +262,7 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
                     return False
                 ty = h["typeof"](a)
                 try:
-                    s = st.scalars[t] = (ty, _scalar_conv(ty))
+                    s = st.scalars[t] = (_type_id(st, ty), _scalar_conv(ty))
                 except TypeError:
                     return False
             kinds.append(s[0])
@@ -260,11 +270,12 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
     sk = (kernel, tuple(kinds))
     fn = st.sigs.get(sk)
     if fn is None:
-        ov = kernel.overloads.get(sk[1])
+        sig = tuple(st.types[i] for i in sk[1])
+        ov = kernel.overloads.get(sig)
         if ov is None or ov.cooperative:
             return False  # numba compiles it (or picks a convertible overload) this time
         ref: list = []
-        for ty, a in zip(sk[1], args, strict=True):
+        for ty, a in zip(sig, args, strict=True):
             ov._prepare_args(ty, h["view"](a) if isinstance(a, cp_array) else a, h["stream"], [], ref)
         if _same_params(params, ref):
             fn = ov._codelibrary.get_cufunc().kernel

@@ -32,3 +32,13 @@ def test_transfers_and_launches_per_ff_step(profile, mode, most):
     # the counts do not depend on the widths (what makes small layers stand in for 2000-wide ones)
     r2 = opcount.count_step(profile, mode, 4, width=5, steps=1)
     assert (r2["uploads"], r2["downloads"], r2["scalar_reads"], r2["numba_launches"], r2["array_ops"]) == got
+
+
+def test_tile_gemms_do_not_grow_with_the_number_of_tiles():
+    """A pcm array of 2000 rows spans 8 tiles of 256; on the GPU the full tiles' GEMMs go into one batched
+    call (``Crossbar._tile_gemms``), so the operations per step are the same with 3 tiles per layer as with
+    7 (tiles of 4 rows: 10-wide layers are 2 full tiles and 1 partial, 26-wide ones 6 and 1)."""
+    few = opcount.count_step("pcm", "insitu", 4, width=10, steps=1, tile_rows=4)
+    many = opcount.count_step("pcm", "insitu", 4, width=26, steps=1, tile_rows=4)
+    assert few["ops"] == many["ops"] and few["numba_launches"] == many["numba_launches"]
+    assert few["ops"]["matmul"] <= 38 + 8 * 2  # one-tile layers: 38; a remainder tile adds 2 per forward
