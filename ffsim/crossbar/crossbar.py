@@ -19,6 +19,7 @@ return arrays of the backend (numpy on the CPU).  The CPU path is the numpy/Numb
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -50,6 +51,19 @@ PULSE_MODES = ("aggregate", "exact")
 def tile_bounds(n: int, size: int) -> list[tuple[int, int]]:
     """Split ``n`` rows (or columns) into consecutive tiles of at most ``size``."""
     return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _pulse_counts(n: int) -> dict[str, int]:
+    """What an in-situ update of ``n`` device pulses adds to the chip's counts."""
+    return {"device_pulses": n}
+
+
+def _refresh_counts(write_verify_pulses: float, n: int) -> dict[str, int]:
+    """What a refresh of ``n`` pairs adds to the chip's counts (RESET both, write-verify one, read both)."""
+    if n == 0:
+        return {}
+    return {"device_pulses": int(round(n * (2 + write_verify_pulses))), "cell_reads": 2 * n,
+            "adc_conversions": 2 * n}
 
 
 def _as_rng(rng: np.random.Generator | int) -> np.random.Generator:
@@ -519,14 +533,13 @@ class Crossbar:
         ref_s2 = self._S2ref
         y, x2 = self._mvm(xb, self._W, self._S2, ref_s2, self._row_tiles, self._adc_fwd, self._col_tile)
         n_vec = xb.shape[0]
-        self.ops.dac_conversions += n_vec * self.in_features * len(self._col_tiles)
-        self.ops.adc_conversions += n_vec * self.out_features * len(self._row_tiles)
-        self.ops.macs += n_vec * self.in_features * self.out_features
+        self.ops.add(dac_conversions=n_vec * self.in_features * len(self._col_tiles),
+                     adc_conversions=n_vec * self.out_features * len(self._row_tiles),
+                     macs=n_vec * self.in_features * self.out_features, mvm_cycles=n_vec)
         if not self._ideal:
-            self.ops.cell_reads += n_vec * self.in_features * (self._P * self.out_features
-                                                               + (len(self._col_tiles) if self._P == 1 else 0))
+            self.ops.add(cell_reads=n_vec * self.in_features * (self._P * self.out_features
+                                                                + (len(self._col_tiles) if self._P == 1 else 0)))
             self._count_charge(x2 @ self._row_conductance_S())
-        self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 
     def transposed(self, d: np.ndarray) -> np.ndarray:
@@ -542,13 +555,12 @@ class Crossbar:
         S2t = self._S2.T if self._S2 is not None else None
         y, x2 = self._mvm(db, self._W.T, S2t, None, self._col_tiles, self._adc_bwd, self._row_tile)
         n_vec = db.shape[0]
-        self.ops.dac_conversions += n_vec * self.out_features * len(self._row_tiles)
-        self.ops.adc_conversions += n_vec * self.in_features * len(self._col_tiles)
-        self.ops.macs += n_vec * self.in_features * self.out_features
+        self.ops.add(dac_conversions=n_vec * self.out_features * len(self._row_tiles),
+                     adc_conversions=n_vec * self.in_features * len(self._col_tiles),
+                     macs=n_vec * self.in_features * self.out_features, mvm_cycles=n_vec)
         if not self._ideal:
-            self.ops.cell_reads += n_vec * self.out_features * self.in_features * self._P
+            self.ops.add(cell_reads=n_vec * self.out_features * self.in_features * self._P)
             self._count_charge(x2 @ self._col_conductance_S())
-        self.ops.mvm_cycles += n_vec
         return y[0] if single else y
 
     def _mvm(self, x, W, S2, S2ref, in_tiles, adc: _ADC, out_tile: int) -> tuple[np.ndarray, np.ndarray]:
@@ -677,16 +689,32 @@ class Crossbar:
             Cm = pc * sq
             e_tot = A.T @ Cm
             e_net = (A * xp.sign(xb)).T @ (Cm * xp.sign(db))
-            n = self._k.pulse_aggregate(e_tot, e_net, *common)
+            if self._cpu:
+                n = self._k.pulse_aggregate(e_tot, e_net, *common)
+            else:  # the count stays on the device until the counter is read (no synchronization here)
+                n = self._count_slot()
+                self._k.pulse_aggregate(e_tot, e_net, *common, total=n)
+                self.ops.defer_counts(xp, n, _pulse_counts)
+                n = 0
         if not cache_on:
             self._dirty = True
         self._colsum_dirty = True
-        self.ops.device_pulses += int(n)
-        self.ops.update_slots += int(BL.sum())
+        self.ops.add(device_pulses=int(n), update_slots=int(BL.sum()))
         self._updates_since_refresh += 1
         if u.polarity == "set_only" and u.refresh_every and self._updates_since_refresh >= u.refresh_every:
             self._refresh()
             self._updates_since_refresh = 0
+
+    def _count_slot(self):
+        """A fresh zeroed 1-element int64 device array for a deferred count, cut from a block of 256 (one
+        allocation per 256 counts, not one per update)."""
+        blk = self.__dict__.get("_count_block")
+        if blk is None or self._count_next == blk.shape[0]:
+            blk = self._count_block = self._xp.zeros(256, np.int64)
+            self._count_next = 0
+        i = self._count_next
+        self._count_next = i + 1
+        return blk[i:i + 1]
 
     def _refresh(self) -> None:
         """'set_only' pairs: where a device passed the threshold, read the weight, RESET both devices and
@@ -699,17 +727,23 @@ class Crossbar:
         nu_prm, prog = self._write_constants()
         cache_on = p.tile.ir_drop == 0
         S2 = self._S2 if self._S2 is not None else xp.zeros((0, 0), np.float32)
+        # on the GPU the count stays on the device (deferred, no synchronization) where nothing here depends
+        # on it: with IR drop, a refresh that changed nothing must not force a rebuild
+        deferred = not self._cpu and cache_on
+        total = {"total": self._count_slot()} if deferred else {}
         n = self._k.refresh_pairs(self._g, self._wn, self._gmax, self._stuck, nu, drift_on, nu_prm, prog,
                                   d.levels, u.refresh_threshold, (u.reset_state - u.state_min) / self._R,
                                   u.reset_std / self._R, self._gmin_n, self._xscale, self._lut, self._lut_inv,
                                   math.sqrt(self._t2()), draw_key(self._rng), cache_on, self._W, S2, self._ref,
-                                  self._col_tile, self._span, self._t2(), self._rowsum)
+                                  self._col_tile, self._span, self._t2(), self._rowsum, **total)
+        counts = functools.partial(_refresh_counts, p.cost.write_verify_pulses)
+        if deferred:
+            self.ops.defer_counts(xp, n, counts)
+            self._colsum_dirty = True
+            return
         if n == 0:
             return
-        wv = p.cost.write_verify_pulses
-        self.ops.device_pulses += int(round(n * (2 + wv)))
-        self.ops.cell_reads += 2 * n
-        self.ops.adc_conversions += 2 * n
+        self.ops.add(**counts(n))
         if not cache_on:
             self._dirty = True
         self._colsum_dirty = True

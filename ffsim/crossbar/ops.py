@@ -11,10 +11,13 @@ hidden device state.  Energy model:
   Σ x²·G·t_int exactly (via row sums of G) and multiplies by V²;
 * each device pulse (update or write-verify programming) costs ``pulse_energy_pJ``.
 
-On the GPU backend the read charge of a pass is a device scalar: reading it back after every pass would
-synchronize the host with the GPU each time, so :meth:`OpCounter.defer` keeps it pending and the counter
-adds the pending values (one transfer for all, in the order they came, as the CPU adds them) when
-``read_charge_S_s`` is next read, or when 1024 are pending.
+On the GPU backend the read charge of a pass and the pulse count of an update are device scalars: reading
+each back would synchronize the host with the GPU every time, so :meth:`OpCounter.defer` and
+:meth:`OpCounter.defer_counts` keep them pending and the counter adds the pending values (one transfer for
+all, in the order they came and with the CPU's per-call arithmetic, so the totals equal the CPU's
+bookkeeping) when any count is next read, or when 1024 are pending.  The chip's own increments on its hot
+path go through :meth:`OpCounter.add`, which settles nothing (``+=`` reads the count first, and a read
+settles).
 
 Latency model: all tiles of a crossbar work in parallel; one MVM (all tiles, one input vector) takes
 ``dac_time_ns + integration_time_ns + adc_time_ns``; one pulse slot of an update takes ``pulse_time_ns``
@@ -25,6 +28,8 @@ for every row and column at once; programming goes row by row, ``write_verify_pu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+
+import numpy as np
 
 from ffsim.profiles import CostSpec
 
@@ -54,30 +59,50 @@ class OpCounter:
     _PENDING_MAX = 1024
 
     def __getattribute__(self, name: str):
-        if name == "read_charge_S_s" and object.__getattribute__(self, "__dict__").get("_pending"):
+        if name in _FIELDS and object.__getattribute__(self, "__dict__").get("_pending"):
             object.__getattribute__(self, "_flush")()
         return object.__getattribute__(self, name)
+
+    def add(self, **counts) -> None:
+        """Add to counts without settling the pending device values (the chip's hot path)."""
+        d = self.__dict__
+        for name, v in counts.items():
+            d[name] = d[name] + v
 
     def defer(self, xp, value, *factors: float) -> None:
         """Add ``value · factors[0] · factors[1] …`` (multiplied in that order) to ``read_charge_S_s``
         later: ``value`` a 0-d array of module ``xp`` (the backend's; a device scalar on the GPU)."""
+        self._pend(xp, value, factors)
+
+    def defer_counts(self, xp, value, counts) -> None:
+        """Add ``counts(n)`` (a dict of count → increment) later, ``n`` the int in the 1-element integer
+        array ``value`` of module ``xp`` (a device counter on the GPU)."""
+        self._pend(xp, value.reshape(()), counts)
+
+    def _pend(self, xp, value, how) -> None:
         pending = self.__dict__.setdefault("_pending", [])
-        pending.append((xp, value, factors))
+        pending.append((xp, value, how))
         if len(pending) >= self._PENDING_MAX:
             self._flush()
 
     def _flush(self) -> None:
         pending = self.__dict__.pop("_pending")
         xp = pending[0][0]
-        values = xp.stack([v for _, v, _ in pending])
-        host = xp.asnumpy(values) if hasattr(xp, "asnumpy") else values
-        total = object.__getattribute__(self, "read_charge_S_s")
-        for v, (_, _, factors) in zip(host.tolist(), pending, strict=True):
-            x = float(v)
-            for f in factors:
-                x = x * f
-            total += x
-        self.read_charge_S_s = total
+        # one transfer: counts travel as float64 (exact below 2**53)
+        values = [v if isinstance(how, tuple) else v.astype(np.float64) for _, v, how in pending]
+        host = _to_host(xp, xp.stack(values)).tolist()
+        d = self.__dict__
+        total = d["read_charge_S_s"]
+        for v, (_, _, how) in zip(host, pending, strict=True):
+            if isinstance(how, tuple):
+                x = float(v)
+                for f in how:
+                    x = x * f
+                total += x
+            else:
+                for name, inc in how(int(v)).items():
+                    d[name] = d[name] + inc
+        d["read_charge_S_s"] = total
 
     def __add__(self, other: OpCounter) -> OpCounter:
         return OpCounter(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -118,3 +143,10 @@ class OpCounter:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+_FIELDS = frozenset(f.name for f in fields(OpCounter))
+
+
+def _to_host(xp, a):
+    return xp.asnumpy(a) if hasattr(xp, "asnumpy") else a

@@ -902,15 +902,16 @@ def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, k
 
 
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
-                    coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum) -> int:
-    """Twin of :func:`ffsim.devices.pulse.pulse_aggregate`; returns the number of device pulses."""
+                    coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total=None):
+    """Twin of :func:`ffsim.devices.pulse.pulse_aggregate`; returns the number of device pulses, or, given
+    ``total`` (a 1-element int64 device array), adds it there and returns ``total`` without reading it."""
     n_in, n_out = Etot.shape
-    total = _counter("pulse_aggregate")
+    counter = _counter("pulse_aggregate") if total is None else None
     f = float
     _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
-            f(inv_step), f(t2), rowsum, total.array())
-    return total.read()
+            f(inv_step), f(t2), rowsum, counter.array() if counter else total)
+    return counter.read() if counter else total
 
 
 @cuda.jit
@@ -1039,16 +1040,18 @@ def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, level
 
 
 def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
-                  xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum) -> int:
-    """Twin of :func:`ffsim.devices.refresh.refresh_pairs`; returns the number of pairs refreshed."""
+                  xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total=None):
+    """Twin of :func:`ffsim.devices.refresh.refresh_pairs`; returns the number of pairs refreshed, or, given
+    ``total`` (a 1-element int64 device array), adds it there and returns ``total`` without reading it."""
     n_in, n_out = g.shape[1], g.shape[2]
-    total = _counter("refresh_pairs")
+    counter = _counter("refresh_pairs") if total is None else None
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
     _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
             int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
-            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum, total.array())
-    return total.read()
+            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum,
+            counter.array() if counter else total)
+    return counter.read() if counter else total
 
 
 def namespace() -> SimpleNamespace:

@@ -80,7 +80,7 @@ XP = SimpleNamespace(ndarray=Device,
                      asnumpy=lambda a: np.array(_raw(a)),
                      **{n: _make(getattr(np, n)) for n in ("zeros", "empty", "empty_like", "matmul", "sqrt", "maximum",
                                                          "minimum", "abs", "sign", "exp", "where", "broadcast_to",
-                                                         "any", "all", "isfinite", "ascontiguousarray")})
+                                                         "any", "all", "isfinite", "ascontiguousarray", "stack")})
 STRICT = Backend("gpu", XP, simulated=True)
 
 
