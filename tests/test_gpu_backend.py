@@ -376,10 +376,14 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
         def __init__(self, ptr, shape, dtype):
             self.data, self.shape, self.dtype = NS(ptr=ptr), shape, np.dtype(dtype)
             self.strides = tuple(int(np.prod(shape[i + 1:])) * self.dtype.itemsize for i in range(len(shape)))
-            self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
+            self.size, self.itemsize, self.ndim = int(np.prod(shape)), self.dtype.itemsize, len(shape)
+            self.flags = NS(c_contiguous=True, f_contiguous=len(shape) <= 1)
+
+    prepared = []
 
     def numba_like_prepare(ty, v, stream, retr, out):  # numba-cuda 0.30's _Kernel._prepare_args
         if isinstance(ty, tuple):  # an array type of the stand-in typeof
+            prepared.append(v.data.ptr)
             out.extend([0, 0, v.size, v.itemsize, v.data.ptr, *v.shape, *v.strides])
         elif isinstance(ty, numba.types.Integer):
             out.append(getattr(ctypes, f"c_{ty}")(v))
@@ -454,7 +458,18 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
     kernels._launch(k2, (2,), (32,), *args)
     assert len(slow) == 5 and len(launched) == 2
 
+    # arrays of one kind are read off directly once numba's way has agreed _DIRECT_AFTER times
+    prepared.clear()
+    n0 = len(launched)
+    for i in range(kernels._DIRECT_AFTER + 5):
+        kernels._launch(k, (2,), (32,), FakeDev(10**6 + 64 * i, (3, 4), np.float32), 7, 0.5, np.float32(2.0), True,
+                        np.uint64(1))
+    assert len(launched) == n0 + kernels._DIRECT_AFTER + 5
+    assert len(prepared) == kernels._DIRECT_AFTER - 2  # (two arrays of this kind were flattened above)
+    assert launched[-1][3][:9] == (0, 0, 12, 4, 10**6 + 64 * (kernels._DIRECT_AFTER + 4), 3, 4, 16, 4)
+    assert kernels.fast_launch_stats()["array_kinds_direct"] == 1
+
     # off by the switch
     monkeypatch.setattr(kernels, "FAST_LAUNCH", False)
     kernels._launch(k, (2,), (32,), *args)
-    assert len(slow) == 6 and len(launched) == 2
+    assert len(slow) == 6 and len(launched) == n0 + kernels._DIRECT_AFTER + 5

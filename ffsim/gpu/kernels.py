@@ -29,6 +29,7 @@ may change last bits, so GPU and CPU agree in distribution, not bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -169,7 +170,8 @@ def _fast_numba_hooks() -> dict | None:
 def _fast_state():
     st = getattr(_fast_local, "st", None)
     if st is None:
-        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={}, type_ids={}, types=[])
+        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={}, type_ids={}, types=[],
+                                               kinds={})
     return st
 
 
@@ -211,7 +213,9 @@ def fast_launch_stats() -> dict:
     st = _fast_state()
     return {"direct": sum(1 for v in st.sigs.values() if v is not False),
             "off": sorted(str(getattr(k, "__name__", k)) for (k, _), v in st.sigs.items() if v is False),
-            "array_layouts": len(st.arrays)}
+            "array_layouts": len(st.arrays),
+            "array_kinds_direct": sum(1 for k in st.kinds.values() if k[2] and k[1] >= _DIRECT_AFTER),
+            "array_kinds_numba": sum(1 for k in st.kinds.values() if not k[2])}
 
 
 def _type_id(st, ty) -> int:
@@ -222,6 +226,55 @@ def _type_id(st, ty) -> int:
         tid = st.type_ids[ty] = len(st.types)
         st.types.append(ty)
     return tid
+
+
+_DIRECT_AFTER = 32
+
+
+@functools.cache
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    """numba-cuda's strides of a C-contiguous array imported without strides (``_fill_stride_by_order``)."""
+    st = [0] * len(shape)
+    if shape:
+        st[-1] = itemsize
+        for d in range(len(shape) - 2, -1, -1):
+            st[d] = st[d + 1] * shape[d + 1]
+    return tuple(st)
+
+
+def _array_entry(st, h, kernel, a):
+    """(type id, parameters) of the CuPy array ``a`` as numba-cuda passes it, or None (no overload yet).
+
+    numba's way (a view, its type, ``_prepare_args``) costs ~100 µs; the same can be read off the array
+    (C-contiguous arrays come without strides through ``__cuda_array_interface__``, so numba fills in the
+    C strides).  Both are computed and compared for the first ``_DIRECT_AFTER`` arrays of each kind (dtype,
+    ndims, contiguity); once they have agreed that often, the kind is read off directly, and one
+    disagreement keeps numba's way for it."""
+    flags = a.flags
+    c = flags.c_contiguous
+    kind_key = (a.dtype.str, a.ndim, c, flags.f_contiguous)
+    kind = st.kinds.get(kind_key)
+    direct = (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *(_c_strides(a.shape, a.itemsize) if c else a.strides))
+    if kind is not None and kind[2] and kind[1] >= _DIRECT_AFTER:
+        return kind[0], direct
+    ov = next(iter(kernel.overloads.values()), None)  # any overload: marshalling is per type
+    if ov is None:
+        return None
+    view = h["view"](a)
+    ty = h["typeof"](view)
+    flat: list = []
+    ov._prepare_args(ty, view, h["stream"], [], flat)
+    if any(type(v) is not int for v in flat):
+        return None
+    tid = _type_id(st, ty)
+    if kind is None:
+        kind = st.kinds[kind_key] = [tid, 0, True]
+    if kind[2]:
+        if tid == kind[0] and tuple(flat) == direct:
+            kind[1] += 1
+        else:
+            kind[2] = False
+    return tid, tuple(flat)
 
 
 def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
@@ -237,19 +290,13 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
             key = (a.data.ptr, a.shape, a.strides, a.dtype.str)
             e = st.arrays.get(key)
             if e is None:
-                ov = next(iter(kernel.overloads.values()), None)  # any overload: marshalling is per type
-                if ov is None:
-                    return False
-                view = h["view"](a)
-                ty = h["typeof"](view)
-                flat: list = []
-                ov._prepare_args(ty, view, h["stream"], [], flat)
-                if any(not isinstance(v, int) for v in flat):
+                e = _array_entry(st, h, kernel, a)
+                if e is None:
                     return False
                 if len(st.arrays) >= _FAST_ARRAYS_MAX:
                     for k in list(st.arrays)[: _FAST_ARRAYS_MAX // 2]:
                         st.arrays.pop(k, None)
-                e = st.arrays[key] = (_type_id(st, ty), tuple(flat))
+                st.arrays[key] = e
             kinds.append(e[0])
             params.extend(e[1])
         else:
