@@ -185,7 +185,15 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
         # the simulator runs a kernel thread by thread in Python: give it the raw arrays, not counted ones
         return real_launch(kernel, grid, block, *(_raw(a) for a in args))
 
+    real_read = kernels._Counter.read
+
+    def counting_read(self):  # a kernel's count read back through numba (a transfer, a synchronization)
+        COUNTS["downloads"] += 1
+        COUNTS[f"download at {_caller()}"] += 1
+        return real_read(self)
+
     kernels._launch = counting_launch
+    kernels._Counter.read = counting_read
     try:
         cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0,
                        profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
@@ -201,6 +209,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
             model.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
     finally:
         kernels._launch = real_launch
+        kernels._Counter.read = real_read
         backend._cache.pop("gpu", None)
     per = {k: v / steps for k, v in COUNTS.items()}
     return {"profile": profile, "mode": mode, "layers": n_layers,

@@ -82,7 +82,7 @@ def _cpu_kernels() -> SimpleNamespace:
     from ffsim.crossbar.kernels import column_sums, ir_loads, rebuild_caches
     from ffsim.crossbar.periphery import adc_accumulate, dac_convert
     from ffsim.devices.program import program_masked
-    from ffsim.devices.pulse import pulse_aggregate, pulse_exact
+    from ffsim.devices.pulse import pulse_aggregate, pulse_exact, pulse_factors, pulse_maxima
     from ffsim.devices.refresh import refresh_pairs
     from ffsim.ff import kernels as ff
     from ffsim.ff.weights import _smoothed_step
@@ -90,7 +90,8 @@ def _cpu_kernels() -> SimpleNamespace:
     return SimpleNamespace(dac_convert=dac_convert, adc_accumulate=adc_accumulate, rebuild_caches=rebuild_caches,
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
                            pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
-                           smoothed_step=_smoothed_step, **{n: getattr(ff, n) for n in ff.FF_KERNELS})
+                           pulse_maxima=pulse_maxima, pulse_factors=pulse_factors, smoothed_step=_smoothed_step,
+                           **{n: getattr(ff, n) for n in ff.FF_KERNELS})
 
 
 def _gpu_kernels() -> SimpleNamespace:

@@ -273,3 +273,35 @@ def test_rational_tanh_matches_numpy():
     xs = np.linspace(-12, 12, 20001)
     approx = np.array([tanh_rational(v) for v in xs])
     assert np.max(np.abs(approx - np.tanh(xs))) < 3e-7
+
+
+def test_pulse_prologue_kernels_equal_the_array_expressions():
+    """``pulse_maxima`` / ``pulse_factors`` (the fused prologue of an aggregate pulse update) give exactly what
+    the array expressions they replace give: max |x| per row (NaN kept), min(|x|·c, 1)·√BL and that times
+    sign(x) (float32, down to the sign of zeros)."""
+    from ffsim.devices.pulse import pulse_factors, pulse_maxima
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((6, 11)).astype(np.float32) * 3
+    D = rng.standard_normal((6, 5)).astype(np.float32)
+    X[0, :3] = [0.0, -0.0, 50.0]  # zeros of both signs, and an entry clipped at p = 1
+    D[1] = 0.0
+    coef = np.abs(rng.standard_normal((3, 6))).astype(np.float32)
+    coef[0, 2] = 0.0  # an inactive case
+    m = np.empty((2, 6), np.float32)
+    pulse_maxima(X, D, m)
+    np.testing.assert_array_equal(m, np.stack([np.abs(X).max(axis=1), np.abs(D).max(axis=1)]))
+    A, As = np.empty_like(X), np.empty_like(X)
+    C, Cs = np.empty_like(D), np.empty_like(D)
+    pulse_factors(X, D, coef, A, As, C, Cs)
+    sq = coef[2][:, None]
+    A_ref = np.minimum(np.abs(X) * coef[0][:, None], 1.0) * sq
+    C_ref = np.minimum(np.abs(D) * coef[1][:, None], 1.0) * sq
+    for got, ref in [(A, A_ref), (As, A_ref * np.sign(X)), (C, C_ref), (Cs, C_ref * np.sign(D))]:
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))  # zeros' signs too
+    assert A[0, 2] == sq[0, 0]  # clipped
+    X[3, 4] = np.nan
+    pulse_maxima(X, D, m)
+    assert np.isnan(m[0, 3]) and np.isfinite(np.delete(m[0], 3)).all()

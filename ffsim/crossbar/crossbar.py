@@ -646,7 +646,9 @@ class Crossbar:
             return
         dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
         # the per-case maxima set the trains on the host: one transfer back (both in one array)
-        m = self._host(xp.stack([xp.abs(xb).max(axis=1), xp.abs(db).max(axis=1)]))
+        m = xp.empty((2, xb.shape[0]), np.float32)
+        self._k.pulse_maxima(xb, db, m)
+        m = self._host(m)
         xm, dm = m[0].astype(np.float64), m[1].astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
@@ -667,8 +669,6 @@ class Crossbar:
             cx = cd = np.sqrt(k)
         # the per-case coefficients go to the device in one transfer: rows cx, cd, sqrt(trains)
         coef = self._dev(np.stack([cx.astype(np.float32), cd.astype(np.float32), np.sqrt(BL.astype(np.float32))]))
-        pr = xp.minimum(xp.abs(xb) * coef[0][:, None], 1.0)
-        pc = xp.minimum(xp.abs(db) * coef[1][:, None], 1.0)
         # without IR drop the kernels keep the caches current cell by cell; with it, rebuild afterwards
         cache_on = self.profile.tile.ir_drop == 0
         if self._dirty:
@@ -681,14 +681,17 @@ class Crossbar:
             if BL.max(initial=0) > 64:
                 raise ValueError(f"pulse_mode 'exact' supports trains up to 64 slots (update.max_pulses = "
                                  f"{u.max_pulses})")
+            pr = xp.minimum(xp.abs(xb) * coef[0][:, None], 1.0)
+            pc = xp.minimum(xp.abs(db) * coef[1][:, None], 1.0)
             n = self._k.pulse_exact(pr, pc, xp.sign(xb).astype(np.int8), xp.sign(db).astype(np.int8), self._dev(BL),
                                     *common)
         else:
-            sq = coef[2][:, None]
-            A = pr * sq
-            Cm = pc * sq
+            # A = p·√BL, C = q·√BL per sample: e_tot = AᵀC and e_net = (A·sign x)ᵀ(C·sign d) are the expected
+            # coincidences (all, and up minus down) of the mini-batch
+            A, As, Cm, Cs = xp.empty_like(xb), xp.empty_like(xb), xp.empty_like(db), xp.empty_like(db)
+            self._k.pulse_factors(xb, db, coef, A, As, Cm, Cs)
             e_tot = A.T @ Cm
-            e_net = (A * xp.sign(xb)).T @ (Cm * xp.sign(db))
+            e_net = As.T @ Cs
             if self._cpu:
                 n = self._k.pulse_aggregate(e_tot, e_net, *common)
             else:  # the count stays on the device until the counter is read (no synchronization here)

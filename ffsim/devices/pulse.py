@@ -29,7 +29,7 @@ from numba import njit, prange
 from ffsim.devices.physics import P_ADD, P_INV_RANGE, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
 from ffsim.devices.rng import mix64, normal32_from_word, normal_at, poisson_at, uniform_at, word_at
 
-__all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "refresh_cache_cell"]
+__all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "pulse_factors", "pulse_maxima", "refresh_cache_cell"]
 
 _G2 = np.uint64(0xD6E8FEB86659FD93)
 
@@ -170,6 +170,64 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
         rowsum[i] += row_delta
         total += row_total
     return total
+
+
+# --- the update's prologue: per-case maxima (on the host they set the trains), then the train factors.
+# The bodies are plain Python compiled by both Numba targets (here inline, in ffsim.gpu.kernels as CUDA
+# device functions): float32 arithmetic as numpy's array expressions do it, so the GPU twins equal these.
+
+
+def _abs_max_py(M, b):
+    """max_j |M[b, j]| as float32 (NaN if the row holds one, as numpy's max)."""
+    m = np.float32(0.0)
+    for j in range(M.shape[1]):
+        a = abs(M[b, j])
+        if a > m or a != a:
+            m = a
+            if a != a:
+                break
+    return m
+
+
+def _factor_py(v, c, sq):
+    """An entry's train factor ``min(|v| c, 1) · sq`` and the same times sign(v) (float32)."""
+    p = abs(v) * c
+    if p > np.float32(1.0):
+        p = np.float32(1.0)
+    a = p * sq
+    if v > 0:
+        return a, a
+    if v < 0:
+        return a, -a
+    return a, a * np.float32(0.0)
+
+
+_abs_max = njit(inline="always", cache=True, error_model="numpy")(_abs_max_py)
+_factor = njit(inline="always", cache=True, error_model="numpy")(_factor_py)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def pulse_maxima(X, D, out):
+    """``out[0, b] = max |X[b]|``, ``out[1, b] = max |D[b]|`` (float32): what sets sample b's trains."""
+    B = X.shape[0]
+    for k in prange(2 * B):
+        if k < B:
+            out[0, k] = _abs_max(X, k)
+        else:
+            out[1, k - B] = _abs_max(D, k - B)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def pulse_factors(X, D, coef, A, As, C, Cs):
+    """The trains' factors for :func:`pulse_aggregate`'s GEMMs: ``A = min(|X| cx, 1) · √BL``, ``As = A ·
+    sign(X)`` per row (sample) b, and the same for ``D`` with cd (``coef`` rows: cx, cd, √BL; float32)."""
+    B = X.shape[0]
+    for b in prange(B):
+        cx, cd, sq = coef[0, b], coef[1, b], coef[2, b]
+        for i in range(X.shape[1]):
+            A[b, i], As[b, i] = _factor(X[b, i], cx, sq)
+        for j in range(D.shape[1]):
+            C[b, j], Cs[b, j] = _factor(D[b, j], cd, sq)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -11,6 +11,8 @@ CPU kernel             twin                                   threads
 ``program_masked``     :func:`program_masked`                 one per cell; counts by atomics
 ``pulse_aggregate``    :func:`pulse_aggregate`                one per cell; counts by atomics
 ``pulse_exact``        :func:`pulse_exact`                    trains per (b, i); then per cell, sample by sample
+``pulse_maxima``       :func:`pulse_maxima`                   one per row
+``pulse_factors``      :func:`pulse_factors`                  one per entry
 ``refresh_pairs``      :func:`refresh_pairs`                  one per cell; counts by atomics
 ``_smoothed_step``     :func:`smoothed_step`                  one per weight (the float store's step)
 =====================  =====================================  ====================================
@@ -40,6 +42,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ffsim.devices import pulse as _pulse_cpu
 from ffsim.devices.physics import (
     P_A,
     P_ADD,
@@ -59,7 +62,8 @@ from ffsim.devices.physics import (
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
 
 __all__ = ["adc_accumulate", "column_sums", "dac_convert", "ir_loads", "namespace", "program_masked",
-           "pulse_aggregate", "pulse_exact", "rebuild_caches", "refresh_pairs", "smoothed_step"]
+           "pulse_aggregate", "pulse_exact", "pulse_factors", "pulse_maxima", "rebuild_caches", "refresh_pairs",
+           "smoothed_step"]
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 # the simulator runs one Python thread per CUDA thread: small blocks keep tiny test arrays fast
@@ -961,6 +965,45 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return counter.read() if counter else total
 
 
+_abs_max = cuda.jit(device=True)(_pulse_cpu._abs_max_py)
+_factor = cuda.jit(device=True)(_pulse_cpu._factor_py)
+
+
+@cuda.jit
+def _maxima(X, D, out):
+    k = cuda.grid(1)
+    B = X.shape[0]
+    if k < B:
+        out[0, k] = _abs_max(X, k)
+    elif k < 2 * B:
+        out[1, k - B] = _abs_max(D, k - B)
+
+
+def pulse_maxima(X, D, out) -> None:
+    """Twin of :func:`ffsim.devices.pulse.pulse_maxima` (one thread per row)."""
+    _launch(_maxima, _g1(2 * X.shape[0]), (_T1,), X, D, out)
+
+
+@cuda.jit
+def _factors(X, D, coef, A, As, C, Cs):
+    j, b = cuda.grid(2)
+    if b >= X.shape[0]:
+        return
+    if j < X.shape[1]:
+        a, s = _factor(X[b, j], coef[0, b], coef[2, b])
+        A[b, j] = a
+        As[b, j] = s
+    if j < D.shape[1]:
+        a, s = _factor(D[b, j], coef[1, b], coef[2, b])
+        C[b, j] = a
+        Cs[b, j] = s
+
+
+def pulse_factors(X, D, coef, A, As, C, Cs) -> None:
+    """Twin of :func:`ffsim.devices.pulse.pulse_factors` (one thread per entry)."""
+    _launch(_factors, _g2(X.shape[0], max(X.shape[1], D.shape[1])), _T2, X, D, coef, A, As, C, Cs)
+
+
 @cuda.jit
 def _fill_trains(P, BL, key, out):
     i, b = cuda.grid(2)
@@ -1109,7 +1152,8 @@ def namespace() -> SimpleNamespace:
     return SimpleNamespace(dac_convert=dac_convert, adc_accumulate=adc_accumulate, rebuild_caches=rebuild_caches,
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
                            pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
-                           smoothed_step=smoothed_step, **{n: getattr(ff_kernels, n) for n in FF_KERNELS})
+                           pulse_maxima=pulse_maxima, pulse_factors=pulse_factors, smoothed_step=smoothed_step,
+                           **{n: getattr(ff_kernels, n) for n in FF_KERNELS})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ GPU = select_backend("gpu")
 assert GPU.is_gpu and GPU.simulated
 TWINS = GPU.kernels
 ALL = {"dac_convert", "adc_accumulate", "rebuild_caches", "ir_loads", "column_sums", "program_masked",
-       "pulse_aggregate", "pulse_exact", "refresh_pairs"}
+       "pulse_aggregate", "pulse_exact", "refresh_pairs", "pulse_maxima", "pulse_factors"}
 
 
 def _zero_stride(a) -> bool:
