@@ -161,6 +161,8 @@ def _ptx_signatures():
         "_pulse_agg": (A(f32, 2), A(f32, 2), A(f32, 3)) + dev + cells[:3] + (i64, f64, f64, f64, A(f32, 1), f64, f64,
                                                                               A(f64, 1), A(i64, 1)),
         "_fill_trains": (A(f32, 2), A(i64, 1), u64, A(u64, 2)),
+        "_maxima": (A(f32, 2),) * 3,
+        "_factors": (A(f32, 2),) * 7,
         "_pulse_sample": (i64, A(u64, 2), A(u64, 2), A(i8, 2), A(i8, 2), A(f32, 3)) + dev + cells[:3]
         + (i64, f64, f64, f64, A(f32, 1), f64, f64, A(f64, 1), A(i64, 1)),
         "_smoothed": (A(f32, 2), A(f32, 2), A(f32, 2), f32, f64, f32, f32),

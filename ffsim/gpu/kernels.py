@@ -291,7 +291,7 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
     params = []
     for a in args:
         if isinstance(a, cp_array):
-            key = (a.data.ptr, a.shape, a.strides, a.dtype.str)
+            key = (a.data.ptr, a.shape, a.strides, a.dtype)
             e = st.arrays.get(key)
             if e is None:
                 e = _array_entry(st, h, kernel, a)
