@@ -10,8 +10,8 @@
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
 #
 #   bash benchmarks/gpu_device_run.sh OUTDIR [SECONDS]      # SECONDS: the whole budget (default 560)
-#   TRAIN=0 COMPARE_VIEWS=1 bash benchmarks/gpu_device_run.sh OUTDIR 480   # benchmarks (also without the
-#                                                  # cached launch views) and tests only, no 4x2000 run
+#   TRAIN=0 COMPARE=1 bash benchmarks/gpu_device_run.sh OUTDIR 480   # benchmarks (pcm also with numba-cuda's
+#                                                  # own launcher) and tests only, no 4x2000 run
 #
 # numba-cuda 0.30 cannot compile under numpy 2.5: where the machine has it, carry a numpy 2.3 wheel in .whl/
 # (git-ignored there through .git/info/exclude), e.g. made with
@@ -82,9 +82,9 @@ echo "== bench ($(left) s left)"
 timeout 200 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
   --ff pcm --ff ideal --ff-max-seconds 45 --profile-steps "${PROFILE_STEPS:-30}" --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"
-if [ "${COMPARE_VIEWS:-0}" = 1 ]; then  # the same without the cached launch views, for comparison
-  timeout 120 $PY benchmarks/bench_gpu.py --profile pcm --repeats 40 --ff pcm --ff-max-seconds 30 --no-view-cache \
-    --json "$OUTD/bench_gpu_no_views.json" 2>&1 | tee -a "$OUTD/device.log"
+if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, for comparison
+  timeout 120 $PY benchmarks/bench_gpu.py --profile pcm --repeats 40 --ff pcm --ff-max-seconds 30 --no-fast-launch \
+    --json "$OUTD/bench_gpu_no_fast_launch.json" 2>&1 | tee -a "$OUTD/device.log"
 fi
 if [ "${TRAIN:-1}" = 0 ]; then
   timeout $(($(left) - 5)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
