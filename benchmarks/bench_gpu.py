@@ -74,6 +74,55 @@ def crossbar(bk, profile: str, repeats: int, n_in: int = 784, n_out: int = 2000,
             "W2_ms": 1e3 * s2, "W2_ideal_ms": 1e3 * i2, "W2_ratio": s2 / i2}
 
 
+def kernel_times(model, x, y, batch: int, rng, repeats: int = 20) -> dict[str, list]:
+    """GPU time of the numba-cuda kernels of one FF mini-batch: {kernel: [launches per step, ms per step]}.
+
+    One ``train_step`` runs with every launch recorded (kernel, configuration, arguments); then each launch
+    is replayed ``repeats`` times behind a kernel that keeps the GPU asleep for ~20 ms, so the host has
+    queued all of them before the GPU starts: the time between a CUDA event recorded after the sleep and
+    one after the last replay is GPU time only, not the host's cost of launching.  The replays act on the
+    step's arrays in place (the model is of no further use afterwards).  cuBLAS and CuPy operations are not
+    included."""
+    import collections
+
+    import cupy
+    from numba import cuda
+
+    from ffsim.gpu import kernels as gk
+
+    @cuda.jit
+    def sleep(n):
+        for _ in range(n):
+            cuda.nanosleep(np.uint32(1000000))
+
+    calls = []
+    real = gk._launch
+
+    def record(kernel, grid, block, *args):
+        calls.append((kernel, grid, block, args))
+        return real(kernel, grid, block, *args)
+
+    gk._launch = record
+    try:
+        model.train_step(x[:batch], y[:batch], rng, 1.0)
+    finally:
+        gk._launch = real
+    cupy.cuda.Device().synchronize()
+    out: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
+    for kernel, grid, block, args in calls:
+        name = getattr(getattr(kernel, "py_func", None), "__name__", str(kernel))
+        sleep[1, 1](20)
+        e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
+        e0.record()
+        for _ in range(repeats):
+            real(kernel, grid, block, *args)
+        e1.record()
+        e1.synchronize()
+        out[name][0] += 1
+        out[name][1] += cupy.cuda.get_elapsed_time(e0, e1) / repeats
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
+
+
 def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100,
              max_seconds: float = float("inf"), profile_steps: int = 0) -> tuple[float, int, str]:
     """Seconds per 600-mini-batch epoch of ``model.train_step`` on the GPU (after one warm-up step that
@@ -124,7 +173,22 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
         text = f"cProfile of {profile_steps} mini-batches ({profile} {mode}):\n{buf.getvalue()}"
+    if KERNEL_TIMES:
+        try:
+            times = kernel_times(model, x, y, batch, rng)
+        except Exception as e:  # noqa: BLE001 - a failed extra measurement must not lose the epoch's
+            lines = [f"kernel times ({profile} {mode}) failed: {type(e).__name__}: {e}"]
+            KERNEL_TIMES[profile] = {"error": lines[0]}
+        else:
+            total = sum(ms for _, ms in times.values())
+            lines = [f"GPU time of the numba-cuda kernels of one mini-batch ({profile} {mode}): {total:.3f} ms"]
+            lines += [f"  {name:<16} {n:4d} launches {ms:8.3f} ms" for name, (n, ms) in times.items()]
+            KERNEL_TIMES[profile] = {"total_ms": total, "by_kernel": times}
+        text = "\n".join([text, *lines]) if text else "\n".join(lines)
     return seconds, done, text
+
+
+KERNEL_TIMES: dict = {}  # filled when --kernel-times is given (a non-empty dict switches it on)
 
 
 def main() -> int:
@@ -142,6 +206,8 @@ def main() -> int:
                     help="launch the numba-cuda kernels through numba's launcher (ffsim.gpu.kernels.FAST_LAUNCH off)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after timing each FF epoch, run this many mini-batches under cProfile and print its top")
+    ap.add_argument("--kernel-times", action="store_true",
+                    help="after each FF epoch, the GPU time of each numba-cuda kernel of one mini-batch (replayed)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -154,6 +220,8 @@ def main() -> int:
 
     kernels.CACHE_VIEWS = not args.no_view_cache
     kernels.FAST_LAUNCH = kernels.FAST_LAUNCH and not args.no_fast_launch
+    if args.kernel_times:
+        KERNEL_TIMES["on"] = True
 
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
@@ -174,7 +242,8 @@ def main() -> int:
         s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
                                  max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps)
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode,
-                          "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {})})
+                          "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {}),
+                          **({"kernel_times": KERNEL_TIMES[prof]} if prof in KERNEL_TIMES else {})})
         if text:
             print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {prof} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
