@@ -872,6 +872,7 @@ class Crossbar:
         self._dirty = bool(scalars["dirty"])
         self._colsum_dirty = bool(scalars["colsum_dirty"])
         self._rng.bit_generator.state = scalars["rng"]
+        self.ops.reset()  # the restored counts replace all, values still pending on the device included
         for k, v in scalars["ops"].items():
             setattr(self.ops, k, v)
 

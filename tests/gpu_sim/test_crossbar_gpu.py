@@ -63,3 +63,17 @@ def test_gpu_checkpoint_restores_on_either_backend():
     fresh_gpu._restore(*cpu._checkpoint())
     np.testing.assert_array_equal(fresh_cpu.forward(x), cpu.forward(x))
     np.testing.assert_array_equal(fresh_gpu.forward(x), gpu.forward(x))
+
+
+def test_restore_drops_counts_still_pending_on_the_device():
+    """A chip restored from a checkpoint takes its counts from the checkpoint: counts still pending on the
+    device (deferred, not yet read) belong to the history it leaves."""
+    _, gpu = _pair("pcm")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 9)).astype(np.float32)
+    gpu.program(rng.uniform(-1, 1, gpu.shape).astype(np.float32))
+    arrays, scalars = gpu._checkpoint()
+    gpu.pulse_update(x, rng.standard_normal((3, 7)).astype(np.float32), lr=0.3)
+    assert len(gpu.ops.__dict__.get("_pending", ())) == 2  # the update's pulses and the refresh's pairs
+    gpu._restore(arrays, scalars)
+    assert gpu.ops.as_dict() == scalars["ops"]
