@@ -39,8 +39,8 @@ def test_transfers_and_launches_per_ff_step(profile, mode, most):
 def test_tile_gemms_do_not_grow_with_the_number_of_tiles():
     """A pcm array of 2000 rows spans 8 tiles of 256; on the GPU the full tiles' GEMMs go into one batched
     call (``Crossbar._tile_gemms``), so the operations per step are the same with 3 tiles per layer as with
-    7 (tiles of 4 rows: 10-wide layers are 2 full tiles and 1 partial, 26-wide ones 6 and 1)."""
-    few = opcount.count_step("pcm", "insitu", 4, width=10, steps=1, tile_rows=4)
-    many = opcount.count_step("pcm", "insitu", 4, width=26, steps=1, tile_rows=4)
+    5 (tiles of 2 rows: 5-wide layers are 2 full tiles and 1 partial, 9-wide ones 4 and 1)."""
+    few = opcount.count_step("pcm", "insitu", 4, width=5, steps=1, tile_rows=2)
+    many = opcount.count_step("pcm", "insitu", 4, width=9, steps=1, tile_rows=2)
     assert few["ops"] == many["ops"] and few["numba_launches"] == many["numba_launches"]
     assert few["ops"]["matmul"] <= 38 + 8 * 2  # one-tile layers: 38; a remainder tile adds 2 per forward
