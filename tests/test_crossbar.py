@@ -164,7 +164,8 @@ def test_drift_compensation_needs_a_programmed_chip():
 
 PUBLIC = {"program", "forward", "transposed", "pulse_update", "read_weights", "advance", "ops", "profile", "shape",
           "in_features", "out_features", "w_max", "fab_seed", "pulse_mode", "time_s",
-          "backend"}  # where the simulation runs (cpu/gpu), not a property of the chip
+          "backend",  # where the simulation runs (cpu/gpu), not a property of the chip
+          "pulse_updates"}  # several chips' pulse_update at once (returns nothing)
 
 
 def test_public_surface_exposes_no_hidden_state():
@@ -358,3 +359,40 @@ def test_deferred_counts_settle_in_one_transfer_with_the_cpu_arithmetic():
     assert later.device_pulses == now.device_pulses == 2**40 + 21 + 13 + 4  # not + round(4 * 4.4) = 18
     assert downloads == [9]  # all nine pending values in one transfer
     assert later.as_dict() == now.as_dict() and now.cell_reads == 300 + 2 * 4 and now.adc_conversions == 8
+
+
+def test_pulse_updates_together_equal_one_by_one_and_check_all_first():
+    """``Crossbar.pulse_updates`` gives each chip what its own ``pulse_update`` gives (same draws, same
+    counts), and checks every update before any chip changes: a non-finite input or a bad shape in the
+    second update leaves the first chip as it was."""
+    from ffsim.crossbar import NonFiniteInput
+
+    prof = load_profile("pcm")
+    rng = np.random.default_rng(3)
+    W = [rng.uniform(-1, 1, (12, 8)).astype(np.float32), rng.uniform(-1, 1, (8, 5)).astype(np.float32)]
+    x = [rng.standard_normal((6, 12)).astype(np.float32), rng.standard_normal((6, 8)).astype(np.float32)]
+    d = [0.3 * rng.standard_normal((6, 8)).astype(np.float32), 0.3 * rng.standard_normal((6, 5)).astype(np.float32)]
+
+    def chips():
+        out = [Crossbar(prof, 12, 8, fab_seed=1, rng=5), Crossbar(prof, 8, 5, fab_seed=2, rng=6)]
+        for c, w in zip(out, W, strict=True):
+            c.program(w)
+        return out
+
+    one, both = chips(), chips()
+    for _ in range(3):
+        for c, xi, di in zip(one, x, d, strict=True):
+            c.pulse_update(xi, di, 0.2)
+        Crossbar.pulse_updates([(c, xi, di, 0.2) for c, xi, di in zip(both, x, d, strict=True)])
+    for a, b, xi in zip(one, both, x, strict=True):
+        np.testing.assert_array_equal(b._g, a._g)
+        np.testing.assert_array_equal(b.forward(xi), a.forward(xi))
+        assert b.ops.as_dict() == a.ops.as_dict() and a.ops.device_pulses > 0
+    g0 = both[0]._g.copy()
+    bad = d[1].copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(NonFiniteInput, match="NaN or inf"):
+        Crossbar.pulse_updates([(both[0], x[0], d[0], 0.2), (both[1], x[1], bad, 0.2)])
+    with pytest.raises(ValueError, match="pulse_update: d must have shape"):
+        Crossbar.pulse_updates([(both[0], x[0], d[0], 0.2), (both[1], x[1], d[1][:, :4], 0.2)])
+    np.testing.assert_array_equal(both[0]._g, g0)

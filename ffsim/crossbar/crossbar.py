@@ -66,6 +66,59 @@ def _refresh_counts(write_verify_pulses: float, n: int) -> dict[str, int]:
             "adc_conversions": 2 * n}
 
 
+@dataclass(eq=False)
+class _PulsePlan:
+    """One in-situ update on its way through :meth:`Crossbar.pulse_updates`."""
+
+    chip: Crossbar
+    kind: str
+    xb: object
+    db: object
+    lr: float
+    m: object = None
+    BL: np.ndarray | None = None
+    coef: object = None
+
+
+def _to_host_together(plans: list[_PulsePlan], name: str) -> None:
+    """Replace each plan's device array ``name`` by its host copy: one transfer per GPU backend."""
+    for group in _by_backend(plans):
+        chip = group[0].chip
+        if chip._cpu or len(group) == 1:
+            for p in group:
+                setattr(p, name, p.chip._host(getattr(p, name)))
+            continue
+        parts = [getattr(p, name) for p in group]
+        flat = chip._host(chip._xp.concatenate([a.ravel() for a in parts]))
+        off = 0
+        for p, a in zip(group, parts, strict=True):
+            setattr(p, name, flat[off:off + a.size].reshape(a.shape))
+            off += a.size
+
+
+def _to_device_together(plans: list[_PulsePlan], name: str) -> None:
+    """Replace each plan's host array ``name`` by a device copy: one transfer per GPU backend."""
+    for group in _by_backend(plans):
+        chip = group[0].chip
+        if chip._cpu or len(group) == 1:
+            for p in group:
+                setattr(p, name, p.chip._dev(getattr(p, name)))
+            continue
+        parts = [getattr(p, name) for p in group]
+        flat = chip._dev(np.concatenate([a.ravel() for a in parts]))
+        off = 0
+        for p, a in zip(group, parts, strict=True):
+            setattr(p, name, flat[off:off + a.size].reshape(a.shape))
+            off += a.size
+
+
+def _by_backend(plans: list[_PulsePlan]) -> list[list[_PulsePlan]]:
+    groups: dict[int, list[_PulsePlan]] = {}
+    for p in plans:
+        groups.setdefault(id(p.chip._bk), []).append(p)
+    return list(groups.values())
+
+
 def _as_rng(rng: np.random.Generator | int) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
@@ -628,6 +681,33 @@ class Crossbar:
         number of coincidences at cell (i, j) is ``lr |x_i d_j| / δw``, δw the nominal weight change of
         one pulse; the realised change follows the device's response.
         """
+        Crossbar.pulse_updates([(self, x, d, lr)])
+
+    @staticmethod
+    def pulse_updates(updates) -> None:
+        """Several in-situ updates ``(chip, x, d, lr)``, each as :meth:`pulse_update` does it, in order.
+
+        Everything is checked before any chip changes (the arguments, a profile without in-situ update,
+        non-finite inputs, exact trains longer than 64 slots): an error leaves every chip as it was.  On
+        the GPU backend the per-case maxima of all the updates (which set the train lengths, on the host)
+        come back in one transfer and the trains' coefficients go up in one, instead of one each per chip:
+        the layers of an FF step update together this way (``ffsim.ff.layer.update_layers``).
+        """
+        plans = [chip._pulse_plan(x, d, lr) for chip, x, d, lr in updates]
+        pulsed = [p for p in plans if p.kind == "pulse"]
+        for p in pulsed:
+            p.m = p.chip._xp.empty((2, p.xb.shape[0]), np.float32)
+            p.chip._k.pulse_maxima(p.xb, p.db, p.m)
+        _to_host_together(pulsed, "m")
+        for p in pulsed:
+            p.chip._plan_trains(p)
+        _to_device_together(pulsed, "coef")
+        for p in plans:
+            p.chip._pulse_apply(p)
+
+    def _pulse_plan(self, x, d, lr) -> _PulsePlan:
+        """The checked arguments of an update, and what it is: 'ideal' (float weights), 'skip' (lr = 0) or
+        'pulse'."""
         xb, _ = self._batch(x, self.in_features, "pulse_update: x")
         db, _ = self._batch(d, self.out_features, "pulse_update: d")
         if xb.shape[0] != db.shape[0]:
@@ -635,21 +715,20 @@ class Crossbar:
         if not (isinstance(lr, int | float | np.floating) and math.isfinite(lr) and lr >= 0):
             raise ValueError(f"pulse_update: lr must be a finite number >= 0 (got {lr!r})")
         if self._ideal:
-            self._W += np.float32(lr / self.w_max) * (xb.T @ db)
-            return
-        xp = self._xp
+            return _PulsePlan(self, "ideal", xb, db, lr)
         u = self.profile.update
         if u.model == "none":
             raise RuntimeError(f"profile '{self.profile.name}' has no in-situ update (update.model = 'none'); "
                                "write weights with program()")
-        if lr == 0:
-            return
+        return _PulsePlan(self, "skip" if lr == 0 else "pulse", xb, db, lr)
+
+    def _plan_trains(self, p: _PulsePlan) -> None:
+        """The trains of an update from its per-case maxima ``p.m`` (host): lengths ``p.BL`` and the host
+        coefficients ``p.coef`` (rows cx, cd, √BL); raises on non-finite inputs."""
+        u = self.profile.update
+        lr = p.lr
         dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
-        # the per-case maxima set the trains on the host: one transfer back (both in one array)
-        m = xp.empty((2, xb.shape[0]), np.float32)
-        self._k.pulse_maxima(xb, db, m)
-        m = self._host(m)
-        xm, dm = m[0].astype(np.float64), m[1].astype(np.float64)
+        xm, dm = p.m[0].astype(np.float64), p.m[1].astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
             raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
@@ -657,8 +736,11 @@ class Crossbar:
         if u.update_management:
             BL = np.clip(np.ceil(need), 1, u.max_pulses).astype(np.int64)
         else:
-            BL = np.full(xb.shape[0], u.max_pulses, dtype=np.int64)
+            BL = np.full(p.xb.shape[0], u.max_pulses, dtype=np.int64)
         BL[~active] = 0
+        if self.pulse_mode == "exact" and BL.max(initial=0) > 64:
+            raise ValueError(f"pulse_mode 'exact' supports trains up to 64 slots (update.max_pulses = "
+                             f"{u.max_pulses})")
         k = np.where(active, lr / (dw_weight * np.maximum(BL, 1)), 0.0)
         safe_x = np.where(active, xm, 1.0)
         safe_d = np.where(active, dm, 1.0)
@@ -667,8 +749,19 @@ class Crossbar:
             cd = np.sqrt(k * safe_x / safe_d)
         else:
             cx = cd = np.sqrt(k)
-        # the per-case coefficients go to the device in one transfer: rows cx, cd, sqrt(trains)
-        coef = self._dev(np.stack([cx.astype(np.float32), cd.astype(np.float32), np.sqrt(BL.astype(np.float32))]))
+        p.BL = BL
+        p.coef = np.stack([cx.astype(np.float32), cd.astype(np.float32), np.sqrt(BL.astype(np.float32))])
+
+    def _pulse_apply(self, p: _PulsePlan) -> None:
+        """Carry out a checked update (its trains planned, ``p.coef`` on the device)."""
+        if p.kind == "ideal":
+            self._W += np.float32(p.lr / self.w_max) * (p.xb.T @ p.db)
+            return
+        if p.kind == "skip":
+            return
+        xp = self._xp
+        u = self.profile.update
+        xb, db, BL, coef = p.xb, p.db, p.BL, p.coef
         # without IR drop the kernels keep the caches current cell by cell; with it, rebuild afterwards
         cache_on = self.profile.tile.ir_drop == 0
         if self._dirty:
@@ -678,9 +771,6 @@ class Crossbar:
                   self._R, self._mode, draw_key(self._rng), cache_on, self._W, S2, self._ref, self._col_tile,
                   self._span, self._gmin_n, self._xscale, self._lut, self._lut_inv, self._t2(), self._rowsum)
         if self.pulse_mode == "exact":
-            if BL.max(initial=0) > 64:
-                raise ValueError(f"pulse_mode 'exact' supports trains up to 64 slots (update.max_pulses = "
-                                 f"{u.max_pulses})")
             pr = xp.minimum(xp.abs(xb) * coef[0][:, None], 1.0)
             pc = xp.minimum(xp.abs(db) * coef[1][:, None], 1.0)
             n = self._k.pulse_exact(pr, pc, xp.sign(xb).astype(np.int8), xp.sign(db).astype(np.int8), self._dev(BL),

@@ -16,7 +16,7 @@ from ffsim.backend import Backend, select_backend
 from ffsim.ff.goodness import default_threshold, goodness, log_sigmoid_loss, sigmoid
 from ffsim.ff.kernels import KIND_CODES, NORM_CODES
 
-__all__ = ["FFLayer", "SoftmaxHead", "softmax"]
+__all__ = ["FFLayer", "SoftmaxHead", "softmax", "update_layers"]
 
 
 def softmax(logits: np.ndarray, xp=np) -> np.ndarray:
@@ -97,6 +97,10 @@ class FFLayer:
     def update(self, h: np.ndarray, delta: np.ndarray, lr: float, batch: int) -> None:
         """Ascend C with the cases' inputs ``h`` and dC/dz ``delta``; ``batch`` normalizes the sum."""
         self.store.update(h, delta, lr, batch)
+        self.bias_step(delta, lr, batch)
+
+    def bias_step(self, delta: np.ndarray, lr: float, batch: int) -> None:
+        """The bias's part of :meth:`update` (digital, momentum-smoothed)."""
         self.kernels.bias_step(delta, self.b, self.b_grad, self.momentum, int(batch), np.float32(lr))
 
     def state(self) -> dict[str, np.ndarray]:
@@ -160,3 +164,21 @@ class SoftmaxHead:
             self.W[k][...] = dev(d[f"W{k}"])
             self.grad[k][...] = dev(d[f"grad{k}"])
 
+
+def update_layers(layers: list[FFLayer], hs: list, deltas: list, lr: float, batch: int) -> None:
+    """:meth:`FFLayer.update` of each layer, in order.  Where every layer's weights are on a chip
+    (``insitu``), the chips' pulse updates go through :meth:`Crossbar.pulse_updates` together: on the GPU
+    their train lengths cost one round trip between host and device for all layers instead of one per layer,
+    and an error (non-finite input) leaves every layer as it was.  The results are those of layer-by-layer
+    updates (each chip draws from its own generator; the biases do not depend on the chips)."""
+    from ffsim.crossbar import Crossbar
+    from ffsim.ff.weights import InSituWeights
+
+    if len(layers) > 1 and all(isinstance(layer.store, InSituWeights) for layer in layers):
+        Crossbar.pulse_updates([(layer.store.chip, h, d, lr / batch)
+                                for layer, h, d in zip(layers, hs, deltas, strict=True)])
+        for layer, d in zip(layers, deltas, strict=True):
+            layer.bias_step(d, lr, batch)
+        return
+    for layer, h, d in zip(layers, hs, deltas, strict=True):
+        layer.update(h, d, lr, batch)

@@ -33,7 +33,7 @@ import numpy as np
 from ffsim.backend import Backend, select_backend
 from ffsim.ff.config import FFConfig
 from ffsim.ff.kernels import NORM_CODES
-from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax
+from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
 
@@ -191,9 +191,9 @@ class FFNetwork(LayeredModel):
             neg_codes = up[2 * B:3 * B]
         hs_n, acts_n = self.climb(self.embed_normalized(x, neg_codes))
         for i, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
-            D = deltas[i]
-            layer.local(a, False, self.last_sumsq[i], delta=D[B:], G=S[L + i], loss=S[3 * L + i])
-            layer.update(xp.concatenate([hs[i][:B], hs_n[i]]), D, cfg.lr * gain, B)
+            layer.local(a, False, self.last_sumsq[i], delta=deltas[i][B:], G=S[L + i], loss=S[3 * L + i])
+        update_layers(self.layers, [xp.concatenate([hs[i][:B], hs_n[i]]) for i in range(L)], deltas,
+                      cfg.lr * gain, B)
         s = bk.to_host(S)  # every statistic of the step in one transfer
         loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
         loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ffsim.ff.config import FFConfig
 from ffsim.ff.goodness import normalize
-from ffsim.ff.layer import SoftmaxHead, softmax
+from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers, sample_negative_labels
 
@@ -112,15 +112,15 @@ class RecurrentFF(LayeredModel):
         hist_p = self._iterate(x_n, normalize(onehot, cfg.norm, xp=xp), cfg.recurrent_iters, learn_pos, True)
         hist_n = self._iterate(x_n, normalize(eye[neg], cfg.norm, xp=xp), cfg.recurrent_iters,
                                learn_neg, False)
-        losses = []
+        losses, inps, ds = [], [], []
         for k, layer in enumerate(self.layers):
             Gp = layer.probs(hist_p[-1][k])[0]
             Gn = layer.probs(hist_n[-1][k])[0]
             losses.append(layer.loss(Gp, True).mean() + layer.loss(Gn, False).mean())
-            inp = xp.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]])
-            d = xp.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]])
-            # gradients averaged over the iterations: normalize by cases x iterations
-            layer.update(inp, d, cfg.lr * gain, B * cfg.recurrent_iters)
+            inps.append(xp.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]]))
+            ds.append(xp.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]]))
+        # gradients averaged over the iterations: normalize by cases x iterations
+        update_layers(self.layers, inps, ds, cfg.lr * gain, B * cfg.recurrent_iters)
         f = self.host_floats([(probs.argmax(axis=1) != labels).sum(), *losses])
         loss = 0.0
         for v in f[1:]:

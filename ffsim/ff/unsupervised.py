@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.ff.config import FFConfig
-from ffsim.ff.layer import SoftmaxHead, softmax
+from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers
 
@@ -79,12 +79,14 @@ class UnsupervisedFF(LayeredModel):
         labels = bk.asarray(labels)
         losses = []
         sss, outs = self.last_sumsq, self.last_normalized
+        deltas = []
         for k, (layer, a) in enumerate(zip(self.layers, acts, strict=True)):
             D = xp.empty_like(a)  # positive then negative cases
             lp = layer.local(a[:B], True, sss[k][:B], delta=D[:B])[2]
             ln = layer.local(a[B:], False, sss[k][B:], delta=D[B:])[2]
             losses.append(lp.mean() + ln.mean())
-            layer.update(hs[k], D, cfg.lr * gain, B)
+            deltas.append(D)
+        update_layers(self.layers, hs, deltas, cfg.lr * gain, B)
         head_in = [h[:B] for h in outs[self.head_from:]]
         probs = softmax(self.head.logits(head_in), xp)
         onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]

@@ -23,9 +23,10 @@ _spec.loader.exec_module(opcount)
     # (uploads, downloads, scalar reads, numba launches, array operations) per mini-batch of a 4-layer network
     # (before the engine's per-row kernels, ``ffsim.ff.kernels``: ideal 2, 2, 1, 4, 509; pcm 6, 6, 9, 32, 693, not
     # counting the pulse and refresh counts read back through numba; counting them, before they stayed on the
-    # device and the update's prologue was fused (``pulse_maxima`` / ``pulse_factors``): pcm 5, 13, 0, 77, 250)
+    # device and the update's prologue was fused (``pulse_maxima`` / ``pulse_factors``): pcm 5, 13, 0, 77, 250;
+    # before the layers' updates went together (``Crossbar.pulse_updates``): pcm 5, 5, 0, 85, 202)
     ("ideal", "ideal", (1, 1, 0, 49, 66)),
-    ("pcm", "insitu", (5, 5, 0, 85, 202)),
+    ("pcm", "insitu", (2, 2, 0, 85, 203)),
 ])
 def test_transfers_and_launches_per_ff_step(profile, mode, most):
     r = opcount.count_step(profile, mode, 4, width=8, steps=1)
