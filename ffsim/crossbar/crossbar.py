@@ -80,32 +80,18 @@ class _PulsePlan:
     coef: object = None
 
 
-def _to_host_together(plans: list[_PulsePlan], name: str) -> None:
-    """Replace each plan's device array ``name`` by its host copy: one transfer per GPU backend."""
+def _move_together(plans: list[_PulsePlan], name: str, to_host: bool) -> None:
+    """Replace each plan's array ``name`` by its copy on the host (``to_host``) or on the device: one
+    transfer per GPU backend for all the plans."""
     for group in _by_backend(plans):
         chip = group[0].chip
+        move = chip._host if to_host else chip._dev
         if chip._cpu or len(group) == 1:
             for p in group:
-                setattr(p, name, p.chip._host(getattr(p, name)))
+                setattr(p, name, move(getattr(p, name)))
             continue
         parts = [getattr(p, name) for p in group]
-        flat = chip._host(chip._xp.concatenate([a.ravel() for a in parts]))
-        off = 0
-        for p, a in zip(group, parts, strict=True):
-            setattr(p, name, flat[off:off + a.size].reshape(a.shape))
-            off += a.size
-
-
-def _to_device_together(plans: list[_PulsePlan], name: str) -> None:
-    """Replace each plan's host array ``name`` by a device copy: one transfer per GPU backend."""
-    for group in _by_backend(plans):
-        chip = group[0].chip
-        if chip._cpu or len(group) == 1:
-            for p in group:
-                setattr(p, name, p.chip._dev(getattr(p, name)))
-            continue
-        parts = [getattr(p, name) for p in group]
-        flat = chip._dev(np.concatenate([a.ravel() for a in parts]))
+        flat = move((chip._xp if to_host else np).concatenate([a.ravel() for a in parts]))
         off = 0
         for p, a in zip(group, parts, strict=True):
             setattr(p, name, flat[off:off + a.size].reshape(a.shape))
@@ -698,10 +684,10 @@ class Crossbar:
         for p in pulsed:
             p.m = p.chip._xp.empty((2, p.xb.shape[0]), np.float32)
             p.chip._k.pulse_maxima(p.xb, p.db, p.m)
-        _to_host_together(pulsed, "m")
+        _move_together(pulsed, "m", to_host=True)
         for p in pulsed:
             p.chip._plan_trains(p)
-        _to_device_together(pulsed, "coef")
+        _move_together(pulsed, "coef", to_host=False)
         for p in plans:
             p.chip._pulse_apply(p)
 
