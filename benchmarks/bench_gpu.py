@@ -123,6 +123,57 @@ def kernel_times(model, x, y, batch: int, rng, repeats: int = 20) -> dict[str, l
     return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
 
 
+def gpu_timeline(model, x, y, batch: int, rng, steps: int = 10, trace: str | None = None) -> dict:
+    """Every GPU activity of ``steps`` FF mini-batches, recorded by PyTorch's profiler (CUPTI records the
+    kernels, copies and memsets of the whole process: CuPy, cuBLAS and numba-cuda alike; PyTorch only has
+    to share the device's primary context, as CuPy does).  Returns the wall time per step, the GPU's busy
+    time per step (the union of the activity intervals) and the activities by name, GPU time first; with
+    ``trace`` the Chrome trace is also written there."""
+    import collections
+    import os
+    import tempfile
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.init()
+    sync = select_backend().xp.cuda.Device().synchronize
+    model.train_step(x[:batch], y[:batch], rng, 1.0)
+    sync()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for b in range(steps):
+            model.train_step(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch], rng, 1.0)
+        sync()
+        wall = time.perf_counter() - t0
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+        if trace:
+            os.replace(path, trace)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    by: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
+    spans = sorted((float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))) for e in gpu)
+    busy, end = 0.0, -1e300
+    for a, b in spans:  # union of the intervals (streams may overlap)
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    for e in gpu:
+        name = e["name"] if len(e["name"]) < 90 else e["name"][:87] + "..."
+        by[name][0] += 1
+        by[name][1] += float(e.get("dur", 0)) / 1e3
+    rows = sorted(([k, n / steps, ms / steps] for k, (n, ms) in by.items()), key=lambda r: -r[2])
+    return {"steps": steps, "wall_ms_per_step": 1e3 * wall / steps, "gpu_busy_ms_per_step": busy / 1e3 / steps,
+            "activities_per_step": len(gpu) / steps, "by_name": rows}
+
+
 def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100,
              max_seconds: float = float("inf"), profile_steps: int = 0) -> tuple[float, int, str]:
     """Seconds per 600-mini-batch epoch of ``model.train_step`` on the GPU (after one warm-up step that
@@ -173,6 +224,19 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
         text = f"cProfile of {profile_steps} mini-batches ({profile} {mode}):\n{buf.getvalue()}"
+    if TIMELINE:
+        try:
+            tl = gpu_timeline(model, x, y, batch, rng, trace=TIMELINE.get("trace", {}).get(profile))
+        except Exception as e:  # noqa: BLE001 - as above
+            lines = [f"GPU timeline ({profile} {mode}) failed: {type(e).__name__}: {e}"]
+            TIMELINE[profile] = {"error": lines[0]}
+        else:
+            TIMELINE[profile] = tl
+            lines = [f"GPU timeline of {tl['steps']} mini-batches ({profile} {mode}): wall "
+                     f"{tl['wall_ms_per_step']:.3f} ms/step (under the profiler), GPU busy "
+                     f"{tl['gpu_busy_ms_per_step']:.3f} ms/step, {tl['activities_per_step']:.0f} GPU activities/step"]
+            lines += [f"  {ms:8.3f} ms {n:6.1f}x  {name}" for name, n, ms in tl["by_name"][:40]]
+        text = "\n".join([text, *lines]) if text else "\n".join(lines)
     if KERNEL_TIMES:
         try:
             times = kernel_times(model, x, y, batch, rng)
@@ -189,6 +253,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
 
 
 KERNEL_TIMES: dict = {}  # filled when --kernel-times is given (a non-empty dict switches it on)
+TIMELINE: dict = {}  # likewise for --gpu-timeline
 
 
 def main() -> int:
@@ -208,6 +273,9 @@ def main() -> int:
                     help="after timing each FF epoch, run this many mini-batches under cProfile and print its top")
     ap.add_argument("--kernel-times", action="store_true",
                     help="after each FF epoch, the GPU time of each numba-cuda kernel of one mini-batch (replayed)")
+    ap.add_argument("--gpu-timeline", metavar="DIR", nargs="?", const="",
+                    help="after each FF epoch, every GPU activity of 10 mini-batches under PyTorch's profiler "
+                         "(CUPTI): GPU busy time vs wall time, by kernel; with DIR, the Chrome traces go there")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -222,6 +290,9 @@ def main() -> int:
     kernels.FAST_LAUNCH = kernels.FAST_LAUNCH and not args.no_fast_launch
     if args.kernel_times:
         KERNEL_TIMES["on"] = True
+    if args.gpu_timeline is not None:
+        TIMELINE["trace"] = ({p: f"{args.gpu_timeline}/timeline_{p}.json" for p in args.ff or []}
+                             if args.gpu_timeline else {})
 
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
@@ -243,7 +314,8 @@ def main() -> int:
                                  max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps)
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode,
                           "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {}),
-                          **({"kernel_times": KERNEL_TIMES[prof]} if prof in KERNEL_TIMES else {})})
+                          **({"kernel_times": KERNEL_TIMES[prof]} if prof in KERNEL_TIMES else {}),
+                          **({"gpu_timeline": TIMELINE[prof]} if prof in TIMELINE else {})})
         if text:
             print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {prof} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "

@@ -142,7 +142,8 @@ def _ptx_signatures():
 
     cells = (A(f32, 2), A(f32, 2), A(f32, 2), i64, A(f32, 1), f64, f64, A(f64, 1))
     dev = (A(f32, 3),) * 5 + (A(i8, 3), A(f32, 3), A(f64, 1), f64, i64, u64, b1)  # gmax .. cache_on
-    return {
+    sig = {
+        "_dac": (A(f32, 2), b1, i64, f32, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
         "_dac_scale": (A(f32, 2), b1, f32, A(f32, 1)),
         "_dac_apply": (A(f32, 2), i64, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
         "_adc": (A(f32, 3), A(f32, 3), b1, A(f32, 3)) + (A(f32, 2),) * 4 + (i64, b1, f32, b1, f32, f32, f32, b1,
@@ -170,6 +171,9 @@ def _ptx_signatures():
                      f64, f64, f64, f64, A(f32, 1), f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, f64,
                      f64, A(f64, 1), A(i64, 1)),
     }
+    # the simulator's variants (ffsim.gpu.kernels.BLOCK_REDUCE) take the same arguments
+    sig.update(_maxima_rows=sig["_maxima"], _pulse_agg_atomic=sig["_pulse_agg"], _refresh_atomic=sig["_refresh"])
+    return sig
 
 
 def _ff_ptx_signatures():

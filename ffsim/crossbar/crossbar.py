@@ -641,11 +641,17 @@ class Crossbar:
         return out, x2_sum
 
     def _tile_gemms(self, x, M, out, in_tiles) -> None:
-        """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)``.  On the GPU the full tiles (all
-        but perhaps the last) go into one batched GEMM where ``M``'s rows are contiguous: one cuBLAS call
-        instead of one per tile (the host's cost of a call, not the arithmetic, is what a tile's GEMM costs
-        there; BENCHMARKS.md).  The CPU computes tile by tile."""
+        """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)``.  On a GPU the full tiles (all but
+        perhaps the last) go into one strided-batched cuBLAS call that reads the tiles in place
+        (:mod:`ffsim.gpu.blas`; the host's cost of a call, not the arithmetic, is what a tile's GEMM costs
+        there, BENCHMARKS.md).  The CUDA simulator batches the full tiles through a copy; the CPU computes
+        tile by tile."""
         xp = self._xp
+        if self._direct_blas:
+            from ffsim.gpu import blas
+
+            blas.tile_gemms(x, M, out, in_tiles)
+            return
         t0 = 0
         R = in_tiles[0][1] - in_tiles[0][0] if in_tiles else 0
         n_full = sum(1 for a, b in in_tiles if b - a == R)  # the full tiles come first
@@ -657,6 +663,11 @@ class Crossbar:
         for t in range(t0, len(in_tiles)):
             a, b = in_tiles[t]
             xp.matmul(x[:, a:b], M[a:b], out=out[t])
+
+    @property
+    def _direct_blas(self) -> bool:
+        """float32 GEMMs straight through cuBLAS (a real GPU; :mod:`ffsim.gpu.blas`)."""
+        return not self._cpu and not self._bk.simulated
 
     def pulse_update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """In-situ update ΔW ≈ lr · xᵀ d by stochastic pulse trains (Gokmen & Vlasov 2016).
@@ -766,8 +777,16 @@ class Crossbar:
             # coincidences (all, and up minus down) of the mini-batch
             A, As, Cm, Cs = xp.empty_like(xb), xp.empty_like(xb), xp.empty_like(db), xp.empty_like(db)
             self._k.pulse_factors(xb, db, coef, A, As, Cm, Cs)
-            e_tot = A.T @ Cm
-            e_net = As.T @ Cs
+            if self._direct_blas:
+                from ffsim.gpu import blas
+
+                e_tot = xp.empty((xb.shape[1], db.shape[1]), np.float32)
+                e_net = xp.empty_like(e_tot)
+                blas.matmul(A.T, Cm, e_tot)
+                blas.matmul(As.T, Cs, e_net)
+            else:
+                e_tot = A.T @ Cm
+                e_net = As.T @ Cs
             if self._cpu:
                 n = self._k.pulse_aggregate(e_tot, e_net, *common)
             else:  # the count stays on the device until the counter is read (no synchronization here)

@@ -173,8 +173,10 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
 
 
 # --- the update's prologue: per-case maxima (on the host they set the trains), then the train factors.
-# The bodies are plain Python compiled by both Numba targets (here inline, in ffsim.gpu.kernels as CUDA
-# device functions): float32 arithmetic as numpy's array expressions do it, so the GPU twins equal these.
+# The factor's body is plain Python compiled by both Numba targets (here inline, in ffsim.gpu.kernels as a
+# CUDA device function): float32 arithmetic as numpy's array expressions do it, so the GPU twin equals it.
+# The GPU twin of the maxima reduces each row with a block of threads (a maximum does not depend on the
+# order, so it equals this one as well).
 
 
 def _abs_max_py(M, b):

@@ -69,6 +69,14 @@ SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 # the simulator runs one Python thread per CUDA thread: small blocks keep tiny test arrays fast
 _T1 = 32 if SIMULATED else 128
 _T2 = (8, 8) if SIMULATED else (32, 8)
+_T2S = (_T2[1], _T2[0])  # a 2-D block's threads as a shared array (rows: threadIdx.y); _T2[0] a power of two
+_TR = 32 if SIMULATED else 128  # threads of a block that reduces one row (a power of two)
+# Row maxima and the per-row / per-update sums of the update kernels by blocks of threads (shared-memory
+# trees: coalesced reads, one atomic per block row instead of one per cell) on a GPU.  The simulator runs
+# one Python thread per CUDA thread and its barriers are slow, so there the same launchers take the
+# thread-per-row / atomic-per-cell variants (the cells' bodies are shared); tests/gpu_sim/test_block_kernels.py
+# checks that both variants agree.
+BLOCK_REDUCE = not SIMULATED
 
 # Functions with no CUDA lowering of the numpy ufunc: libdevice on a GPU; in the simulator the numpy ufunc,
 # which is what the CPU kernels compute (float32 rint of a float32, ...).
@@ -603,8 +611,59 @@ def _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step
 # periphery
 
 
+@cuda.jit(device=True)
+def _row_abs_max(M, b, nan_on, sh):
+    """max_j |M[b, j]| (float32) by the block's ``_TR`` threads: each a strided part of the row (coalesced
+    reads), then a tree in the shared array ``sh``; with ``nan_on`` NaN if the row holds one (as numpy's
+    max), else NaN is passed over.  Every thread of the block must call it (it synchronizes); all get
+    the result."""
+    t = cuda.threadIdx.x
+    m = np.float32(0.0)
+    for j in range(t, M.shape[1], _TR):
+        a = abs(M[b, j])
+        if a > m or (nan_on and a != a):
+            m = a
+    sh[t] = m
+    cuda.syncthreads()
+    s = _TR // 2
+    while s > 0:
+        if t < s:
+            o = sh[t + s]
+            if o > sh[t] or (nan_on and o != o):
+                sh[t] = o
+        cuda.syncthreads()
+        s //= 2
+    return sh[0]
+
+
+@cuda.jit
+def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
+    # one block per row: its scale (the row's max |x| under noise management), then its conversion
+    sh = cuda.shared.array(_TR, np.float32)
+    b = cuda.blockIdx.x
+    s = np.float32(bound)
+    if abs_max:
+        m = _row_abs_max(x, b, False, sh)
+        s = m if m > 0 else np.float32(1.0)
+    if cuda.threadIdx.x == 0:
+        scale[b] = s
+    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
+    for i in range(cuda.threadIdx.x, x.shape[1], _TR):
+        v = np.float32(x[b, i] / s)
+        if bits > 0:
+            if v > 1.0:
+                v = np.float32(1.0)
+            elif v < -1.0:
+                v = np.float32(-1.0)
+            v = np.float32(_rintf(np.float32(v * lev)) / lev)
+        xq[b, i] = v
+        if want_sq:
+            xq2[b, i] = np.float32(v * v)
+
+
 @cuda.jit
 def _dac_scale(x, abs_max, bound, scale):
+    # the simulator's variant of _dac (a thread per row for the scale, then a thread per entry)
     b = cuda.grid(1)
     if b >= x.shape[0]:
         return
@@ -638,10 +697,16 @@ def _dac_apply(x, bits, want_sq, xq, xq2, scale):
 
 
 def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale) -> None:
-    """Twin of :func:`ffsim.crossbar.periphery.dac_convert`."""
+    """Twin of :func:`ffsim.crossbar.periphery.dac_convert` (one block per row, one launch; see
+    ``BLOCK_REDUCE``)."""
     B, n = x.shape
-    _launch(_dac_scale, _g1(B), _T1, x, bool(abs_max), np.float32(bound), scale)
-    _launch(_dac_apply, _g2(B, n), _T2, x, int(bits), bool(want_sq), xq, xq2, scale)
+    if not B:
+        return
+    if BLOCK_REDUCE:
+        _launch(_dac, (B,), (_TR,), x, bool(abs_max), int(bits), np.float32(bound), bool(want_sq), xq, xq2, scale)
+    else:
+        _launch(_dac_scale, _g1(B), _T1, x, bool(abs_max), np.float32(bound), scale)
+        _launch(_dac_apply, _g2(B, n), _T2, x, int(bits), bool(want_sq), xq, xq2, scale)
 
 
 @cuda.jit
@@ -916,20 +981,17 @@ def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly
     return total.read()
 
 
-@cuda.jit
-def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
-               span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
-    j, i = cuda.grid(2)
-    n_in, n_out = Etot.shape
-    if i >= n_in or j >= n_out:
-        return
+@cuda.jit(device=True)
+def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                    coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j):
+    """Cell (i, j) of :func:`_pulse_agg`: its pulses; returns (its devices' conductance change, pulses)."""
     lam = np.float32(Etot[i, j])
     if lam <= 0.0:
-        return
-    c = np.uint64(i * n_out + j)
+        return 0.0, 0
+    c = np.uint64(i * Etot.shape[1] + j)
     n = poisson_at(key, c, lam)
     if n == 0:
-        return
+        return 0.0, 0
     ck = mix64(np.uint64(key) ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
     pu = 0.5 * (1.0 + np.float64(np.float32(Enet[i, j] / lam)))
     s0 = 0.0
@@ -948,8 +1010,62 @@ def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, k
         _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
     if cache_on:
         _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
-    cuda.atomic.add(rowsum, i, s1 - s0)
-    cuda.atomic.add(total, 0, pulses)
+    return s1 - s0, pulses
+
+
+@cuda.jit(device=True)
+def _block_sums(rowsum, total, i, delta, count):
+    """Add each cell's row-sum change ``delta`` to ``rowsum[i]`` and its ``count`` to ``total[0]``, summed
+    over the block first (a tree in shared memory per row of the 2-D block, whose threads share ``i``):
+    one atomic per row of the block and one per block instead of two per cell.  Every thread of the
+    block must call it (it synchronizes)."""
+    sd = cuda.shared.array(_T2S, np.float64)
+    sc = cuda.shared.array(_T2S, np.int64)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    sd[ty, tx] = delta
+    sc[ty, tx] = count
+    cuda.syncthreads()
+    h = _T2[0] // 2
+    while h > 0:
+        if tx < h:
+            sd[ty, tx] += sd[ty, tx + h]
+            sc[ty, tx] += sc[ty, tx + h]
+        cuda.syncthreads()
+        h //= 2
+    if tx == 0 and sd[ty, 0] != 0.0:
+        cuda.atomic.add(rowsum, i, sd[ty, 0])
+    if tx == 0 and ty == 0:
+        n = sc[0, 0]
+        for r in range(1, _T2[1]):
+            n += sc[r, 0]
+        if n != 0:
+            cuda.atomic.add(total, 0, n)
+
+
+@cuda.jit
+def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
+               span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+    j, i = cuda.grid(2)
+    n_in, n_out = Etot.shape
+    delta, pulses = 0.0, 0
+    if i < n_in and j < n_out:
+        delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
+                                        Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
+    _block_sums(rowsum, total, i, delta, pulses)
+
+
+@cuda.jit
+def _pulse_agg_atomic(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                      coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+    # the simulator's variant of _pulse_agg (an atomic per cell)
+    j, i = cuda.grid(2)
+    if i < Etot.shape[0] and j < Etot.shape[1]:
+        delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
+                                        Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
+        if delta != 0.0:
+            cuda.atomic.add(rowsum, i, delta)
+        if pulses != 0:
+            cuda.atomic.add(total, 0, pulses)
 
 
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
@@ -959,18 +1075,38 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     n_in, n_out = Etot.shape
     counter = _counter("pulse_aggregate") if total is None else None
     f = float
-    _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
+    kernel = _pulse_agg if BLOCK_REDUCE else _pulse_agg_atomic
+    _launch(kernel, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
             f(inv_step), f(t2), rowsum, counter.array() if counter else total)
     return counter.read() if counter else total
 
 
-_abs_max = cuda.jit(device=True)(_pulse_cpu._abs_max_py)
 _factor = cuda.jit(device=True)(_pulse_cpu._factor_py)
 
 
 @cuda.jit
 def _maxima(X, D, out):
+    # one block per row of X (blocks 0..B-1) and of D (B..2B-1)
+    sh = cuda.shared.array(_TR, np.float32)
+    k = cuda.blockIdx.x
+    B = X.shape[0]
+    if k < B:
+        m = _row_abs_max(X, k, True, sh)
+        if cuda.threadIdx.x == 0:
+            out[0, k] = m
+    else:
+        m = _row_abs_max(D, k - B, True, sh)
+        if cuda.threadIdx.x == 0:
+            out[1, k - B] = m
+
+
+_abs_max = cuda.jit(device=True)(_pulse_cpu._abs_max_py)
+
+
+@cuda.jit
+def _maxima_rows(X, D, out):
+    # the simulator's variant of _maxima (a thread per row, the CPU kernel's body)
     k = cuda.grid(1)
     B = X.shape[0]
     if k < B:
@@ -980,8 +1116,14 @@ def _maxima(X, D, out):
 
 
 def pulse_maxima(X, D, out) -> None:
-    """Twin of :func:`ffsim.devices.pulse.pulse_maxima` (one thread per row)."""
-    _launch(_maxima, _g1(2 * X.shape[0]), (_T1,), X, D, out)
+    """Twin of :func:`ffsim.devices.pulse.pulse_maxima` (one block per row; see ``BLOCK_REDUCE``)."""
+    B = X.shape[0]
+    if not B:
+        return
+    if BLOCK_REDUCE:
+        _launch(_maxima, (2 * B,), (_TR,), X, D, out)
+    else:
+        _launch(_maxima_rows, _g1(2 * B), (_T1,), X, D, out)
 
 
 @cuda.jit
@@ -1081,19 +1223,17 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
     return total.read()
 
 
-@cuda.jit
-def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
-             xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
-    j, i = cuda.grid(2)
-    n_in, n_out = g.shape[1], g.shape[2]
-    if i >= n_in or j >= n_out:
-        return
+@cuda.jit(device=True)
+def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
+                  gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, i, j):
+    """Cell (i, j) of :func:`_refresh`; returns (the pair's conductance change, 1 if refreshed else 0)."""
+    n_out = g.shape[2]
     if stuck[0, i, j] != 0 or stuck[1, i, j] != 0:
-        return
+        return 0.0, 0
     g0 = g[0, i, j]
     g1 = g[1, i, j]
     if g0 <= thr and g1 <= thr:
-        return
+        return 0.0, 0
     k = mix64(np.uint64(key) ^ (np.uint64(i * n_out + j) * _G_REFRESH))
     wa = np.float32(g[0, i, j] + wn[0, i, j])
     wb = np.float32(g[1, i, j] + wn[1, i, j])
@@ -1125,8 +1265,35 @@ def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, level
         nu[1, i, j] = _nu(nu_prm, (gmin_n + (t if p == 1 else rb)) * xscale, normal_at(k, np.uint64(6)))
     if cache_on:
         _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
-    cuda.atomic.add(rowsum, i, (ra + rb) - np.float64(np.float32(g0 + g1)))
-    cuda.atomic.add(total, 0, 1)
+    return (ra + rb) - np.float64(np.float32(g0 + g1)), 1
+
+
+@cuda.jit
+def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
+             xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
+    j, i = cuda.grid(2)
+    delta, n = 0.0, 0
+    if i < g.shape[1] and j < g.shape[2]:
+        delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
+                                 reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
+                                 coltile, span, t2, i, j)
+    _block_sums(rowsum, total, i, delta, n)
+
+
+@cuda.jit
+def _refresh_atomic(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
+                    gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum,
+                    total):
+    # the simulator's variant of _refresh (an atomic per cell)
+    j, i = cuda.grid(2)
+    if i < g.shape[1] and j < g.shape[2]:
+        delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
+                                 reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
+                                 coltile, span, t2, i, j)
+        if delta != 0.0:
+            cuda.atomic.add(rowsum, i, delta)
+        if n != 0:
+            cuda.atomic.add(total, 0, n)
 
 
 def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
@@ -1137,7 +1304,8 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     counter = _counter("refresh_pairs") if total is None else None
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
-    _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
+    kernel = _refresh if BLOCK_REDUCE else _refresh_atomic
+    _launch(kernel, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
             int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum,
             counter.array() if counter else total)

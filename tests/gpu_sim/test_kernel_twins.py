@@ -128,3 +128,55 @@ def test_smoothed_step_twin_equals_the_cpu_kernel():
         TWINS.smoothed_step(b[0], b[1], g, *args)
     np.testing.assert_array_equal(b[0], a[0])
     np.testing.assert_array_equal(b[1], a[1])
+
+
+BLOCK_KERNELS = {"dac_convert", "pulse_maxima", "pulse_aggregate", "refresh_pairs"}
+
+
+@pytest.mark.parametrize(("name", "ir", "mode"), CASES)
+def test_block_reduction_variants_replay_crossbar_calls_exactly(name, ir, mode, monkeypatch):
+    """The GPU's variants of the row maxima and the update kernels' sums (blocks of threads, shared-memory
+    trees; ``ffsim.gpu.kernels.BLOCK_REDUCE``, off in the simulator for speed) against the CPU kernels."""
+    from ffsim.gpu import kernels as gk
+
+    monkeypatch.setattr(gk, "BLOCK_REDUCE", True)
+    calls = [(k, a) for k, a in _record(name, ir, mode) if k in BLOCK_KERNELS]
+    assert {k for k, _ in calls} >= BLOCK_KERNELS - ({"pulse_aggregate"} if mode == "exact" else set()) - (
+        set() if name == "pcm" else {"refresh_pairs"})
+    for kernel, args in calls:
+        ca = [_copy(a) for a in args]
+        ga = [_copy(a) for a in args]
+        r_cpu = getattr(CPU, kernel)(*ca)
+        r_gpu = getattr(TWINS, kernel)(*ga)
+        _compare(kernel, "return", r_cpu if r_cpu is None else int(r_cpu), r_gpu if r_gpu is None else int(r_gpu))
+        for i, (a, b) in enumerate(zip(ca, ga, strict=True)):
+            _compare(kernel, i, a, b)
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_row_maxima_and_dac_twins_on_long_rows_zeros_and_nan(block, monkeypatch):
+    """Rows longer than a block (strided loads), shorter than one, all zeros, with inf and NaN: the maxima
+    equal the CPU's (NaN where the row holds one), the DAC's outputs and scales exactly."""
+    from ffsim.gpu import kernels as gk
+
+    monkeypatch.setattr(gk, "BLOCK_REDUCE", block)
+    rng = np.random.default_rng(7)
+    for n_x, n_d in ((70, 5), (gk._TR, 2 * gk._TR + 3)):
+        X = rng.standard_normal((4, n_x)).astype(np.float32)
+        D = rng.standard_normal((4, n_d)).astype(np.float32)
+        X[1] = 0.0
+        X[2, -1] = np.inf
+        D[3, n_d // 2] = np.nan
+        ref, out = np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32)
+        CPU.pulse_maxima(X, D, ref)
+        TWINS.pulse_maxima(X, D, out)
+        np.testing.assert_array_equal(out, ref)
+        assert np.isnan(out[1, 3]) and out[0, 2] == np.inf and out[0, 1] == 0.0
+        X[2, -1] = 1e3
+        for abs_max, bits in ((True, 6), (True, 0), (False, 4)):
+            a = [np.empty_like(X), np.empty_like(X), np.empty(4, np.float32)]
+            b = [np.empty_like(X), np.empty_like(X), np.empty(4, np.float32)]
+            CPU.dac_convert(X, abs_max, bits, np.float32(1.5), True, *a)
+            TWINS.dac_convert(X, abs_max, bits, np.float32(1.5), True, *b)
+            for u, v in zip(a, b, strict=True):
+                np.testing.assert_array_equal(v, u)

@@ -1,0 +1,174 @@
+"""float32 GEMMs of the crossbar's hot path straight through cuBLAS (real GPUs only).
+
+``cupy.matmul`` costs ~40 µs of host time per call (measured under cProfile on an H100, BENCHMARKS.md) and
+copies strided operands first: a tile's columns of the DAC output (``x[:, a:b]``) are not contiguous, so
+the batched tile GEMM needed a transposed copy of its input.  cuBLAS reads them in place: a row-major
+``x[:, a:b]`` is a column-major matrix with leading dimension ``x.shape[1]``, and consecutive tiles are a
+fixed stride apart, so all the full tiles of a pass are one ``cublasSgemmStridedBatched`` call.
+
+:func:`gemm_params` works out the cuBLAS arguments of ``out[t] = a_t @ b_t`` (row-major ``out = a @ b`` is
+column-major ``outᵀ = bᵀ aᵀ``) from the arrays' strides alone; it is plain Python, checked on the CPU
+against an emulation of the column-major routine (``tests/test_gpu_blas.py``).  :func:`tile_gemms` and
+:func:`matmul` call cuBLAS with them.  The first call in a process is compared with ``cupy.matmul`` on its
+own operands (the two need not round alike: within 1e-4 of the output's scale); a difference, or any
+error, turns the direct path off for the process with a warning, and CuPy computes from then on.
+``FFSIM_GPU_DIRECT_BLAS=0`` turns it off from the start.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+ENABLED = os.environ.get("FFSIM_GPU_DIRECT_BLAS", "1") != "0"
+_checked = False
+_ONE = np.ones(1, np.float32)
+_ZERO = np.zeros(1, np.float32)
+OP_N, OP_T = 0, 1  # cublasOperation_t
+
+
+class GemmParams(NamedTuple):
+    """Arguments of ``cublasSgemmStridedBatched`` (column-major; offsets and strides in elements)."""
+
+    opa: int  # cuBLAS's A is the product's right factor b (transposed), its B the left factor a
+    opb: int
+    m: int
+    n: int
+    k: int
+    lda: int
+    stride_a: int
+    ldb: int
+    stride_b: int
+    ldc: int
+    stride_c: int
+    batch: int
+
+
+def _layout(strides: tuple[int, int], rows: int, cols: int) -> tuple[str, int] | None:
+    """('r', ld) for unit-stride rows, ('c', ld) for unit-stride columns (elements), else None."""
+    s0, s1 = strides
+    if s1 == 1 and s0 >= max(1, cols):
+        return "r", s0
+    if s0 == 1 and s1 >= max(1, rows):
+        return "c", s1
+    if rows == 1 and s1 == 1:
+        return "r", max(1, cols)
+    if cols == 1 and s0 == 1:
+        return "c", max(1, rows)
+    return None
+
+
+def gemm_params(a_shape, a_strides, b_shape, b_strides, c_shape, c_strides, batch: int = 1, stride_a: int = 0,
+                stride_b: int = 0, stride_c: int = 0) -> GemmParams | None:
+    """The column-major call computing ``out_t = a_t @ b_t`` (row-major, 2-D) for t < ``batch``, where
+    ``a_t`` starts ``t·stride_a`` elements after ``a`` (likewise b, out); strides in elements.  None where
+    a layout is not one cuBLAS reads in place (the caller then uses CuPy)."""
+    (M, K), (K2, N), (M2, N2) = a_shape, b_shape, c_shape
+    if K != K2 or M != M2 or N != N2 or min(M, N, K) < 1:
+        return None
+    la, lb, lc = _layout(a_strides, M, K), _layout(b_strides, K, N), _layout(c_strides, M, N)
+    if la is None or lb is None or lc is None or lc[0] != "r":
+        return None
+    # outᵀ (N × M, column-major, ld = out's row stride) = bᵀ (N × K) · aᵀ (K × M)
+    opa, lda = (OP_N, lb[1]) if lb[0] == "r" else (OP_T, lb[1])
+    opb, ldb = (OP_N, la[1]) if la[0] == "r" else (OP_T, la[1])
+    return GemmParams(opa, opb, N, M, K, lda, stride_b, ldb, stride_a, lc[1], stride_c, batch)
+
+
+def _elems(a) -> tuple[int, int]:
+    return a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
+
+
+def _call(p: GemmParams, a, b, out) -> None:
+    from cupy.cuda import device, get_current_stream
+    from cupy_backends.cuda.libs import cublas
+
+    handle = device.get_cublas_handle()
+    cublas.setStream(handle, get_current_stream().ptr)
+    cublas.sgemmStridedBatched(handle, p.opa, p.opb, p.m, p.n, p.k, _ONE.ctypes.data, b.data.ptr, p.lda, p.stride_a,
+                               a.data.ptr, p.ldb, p.stride_b, _ZERO.ctypes.data, out.data.ptr, p.ldc, p.stride_c,
+                               p.batch)
+
+
+def _usable(*arrays) -> bool:
+    return ENABLED and all(x.dtype == np.float32 and x.ndim >= 2 for x in arrays)
+
+
+def _first_check(run_direct, run_cupy, out) -> None:
+    """Run the direct call once against CuPy on the same operands (``out`` ends with CuPy's result);
+    keep the direct path only if they agree."""
+    global ENABLED, _checked
+    _checked = True
+    try:
+        run_direct()
+        got = out.copy()
+        run_cupy()
+        diff = float(abs(got - out).max())
+        scale = float(abs(out).max()) or 1.0
+        if not diff <= 1e-4 * scale:
+            raise RuntimeError(f"it differs from cupy.matmul by {diff:.3g} (output scale {scale:.3g})")
+    except Exception as e:  # noqa: BLE001 - any failure: CuPy from now on
+        ENABLED = False
+        warnings.warn(f"ffsim: direct cuBLAS GEMMs off ({type(e).__name__}: {e}); using cupy.matmul",
+                      RuntimeWarning, stacklevel=3)
+        run_cupy()
+
+
+def matmul(a, b, out) -> None:
+    """``out[...] = a @ b`` (float32, 2-D, ``out`` with unit-stride rows), through cuBLAS where it can."""
+    import cupy
+
+    p = gemm_params(a.shape, _elems(a), b.shape, _elems(b), out.shape, _elems(out)) if _usable(a, b, out) else None
+    if p is None:
+        cupy.matmul(a, b, out=out)
+    elif not _checked:
+        _first_check(lambda: _call(p, a, b, out), lambda: cupy.matmul(a, b, out=out), out)
+    else:
+        _call(p, a, b, out)
+
+
+def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, object, object, object]] | None:
+    """The calls of :func:`tile_gemms` as ``(params, a, b, out)`` (the operands as views starting at their
+    first element), or None where a layout is not one cuBLAS reads in place."""
+    if not in_tiles or not _usable(x, M, out) or out.ndim != 3 or not out.flags.c_contiguous:
+        return None
+    R = in_tiles[0][1] - in_tiles[0][0]
+    n_full = sum(1 for a, b in in_tiles if b - a == R)
+    if any(tuple(in_tiles[t]) != (t * R, (t + 1) * R) for t in range(n_full)):
+        return None
+    sx, sm = _elems(x), _elems(M)
+    B, N = out.shape[1], out.shape[2]
+    calls = [(gemm_params((B, R), sx, (R, N), sm, (B, N), (N, 1), batch=n_full, stride_a=R * sx[1],
+                          stride_b=R * sm[0], stride_c=B * N), x, M, out)]
+    for t in range(n_full, len(in_tiles)):
+        a, b = in_tiles[t]
+        calls.append((gemm_params((B, b - a), sx, (b - a, N), sm, (B, N), (N, 1)), x[:, a:], M[a:], out[t]))
+    return None if any(c[0] is None for c in calls) else calls
+
+
+def tile_gemms(x, M, out, in_tiles) -> None:
+    """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)`` of ``in_tiles`` (consecutive from 0, the
+    full ones first): the full tiles in one strided-batched call reading ``x`` and ``M`` in place, the last
+    (shorter) tile in a second.  ``out`` is (tiles × batch × n_out), C-contiguous."""
+    import cupy
+
+    def by_cupy():
+        for t, (a, b) in enumerate(in_tiles):
+            cupy.matmul(x[:, a:b], M[a:b], out=out[t])
+
+    calls = plan_tile_gemms(x, M, out, in_tiles)
+    if calls is None:
+        by_cupy()
+        return
+
+    def direct():
+        for q, xa, Ma, o in calls:
+            _call(q, xa, Ma, o)
+
+    if not _checked:
+        _first_check(direct, by_cupy, out)
+    else:
+        direct()
