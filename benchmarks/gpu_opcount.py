@@ -176,6 +176,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
     from ffsim.gpu import kernels
 
     backend._cache["gpu"] = COUNTING
+    env_before = os.environ.get(backend.ENV_VAR)
     os.environ[backend.ENV_VAR] = "gpu"
     launches: collections.Counter = collections.Counter()
     real_launch = kernels._launch
@@ -211,6 +212,10 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
         kernels._launch = real_launch
         kernels._Counter.read = real_read
         backend._cache.pop("gpu", None)
+        if env_before is None:  # the process's default backend as it was
+            os.environ.pop(backend.ENV_VAR, None)
+        else:
+            os.environ[backend.ENV_VAR] = env_before
     per = {k: v / steps for k, v in COUNTS.items()}
     return {"profile": profile, "mode": mode, "layers": n_layers,
             "array_ops": per.get("array ops", 0), "numba_launches": sum(launches.values()) / steps,

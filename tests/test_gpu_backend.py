@@ -144,8 +144,7 @@ def _ptx_signatures():
     dev = (A(f32, 3),) * 5 + (A(i8, 3), A(f32, 3), A(f64, 1), f64, i64, u64, b1)  # gmax .. cache_on
     sig = {
         "_dac": (A(f32, 2), b1, i64, f32, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
-        "_dac_scale": (A(f32, 2), b1, f32, A(f32, 1)),
-        "_dac_apply": (A(f32, 2), i64, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
+        "_charge": (A(f32, 2), A(f64, 1), A(f32, 2), f64, f64, f64, A(f64, 1)),
         "_adc": (A(f32, 3), A(f32, 3), b1, A(f32, 3)) + (A(f32, 2),) * 4 + (i64, b1, f32, b1, f32, f32, f32, b1,
                                                                           A(f32, 1), u64, A(f32, 2)),
         "_ir_rows": (A(f32, 3), i64, f64, f64, A(f64, 3)),
@@ -172,7 +171,8 @@ def _ptx_signatures():
                      f64, A(f64, 1), A(i64, 1)),
     }
     # the simulator's variants (ffsim.gpu.kernels.BLOCK_REDUCE) take the same arguments
-    sig.update(_maxima_rows=sig["_maxima"], _pulse_agg_atomic=sig["_pulse_agg"], _refresh_atomic=sig["_refresh"])
+    sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _pulse_agg_atomic=sig["_pulse_agg"],
+               _refresh_atomic=sig["_refresh"])
     return sig
 
 

@@ -373,6 +373,43 @@ class Crossbar:
         else:
             self.ops.defer(self._xp, charge, t_ns, 1e-9)
 
+    def _count_pass_charge(self, xq2, forward: bool) -> None:
+        """The read charge of a pass: Σ_b Σ_i x_q²[b, i] · G_i · t_int, G_i the conductance on input wire i (rows
+        forward, columns through the transposed array).  On the GPU one kernel computes it into a device
+        slot (instead of a reduction, three element-wise operations and a product), left there until the
+        counter is read."""
+        if self._cpu:
+            G = self._row_conductance_S() if forward else self._col_conductance_S()
+            self._count_charge(xq2.sum(axis=0, dtype=np.float64) @ G)
+            return
+        d = self.profile.device
+        if forward:
+            sums, n_other = self._rowsum, self.out_features
+            ref = self._ref if self._P == 1 else self._no_ref
+        else:
+            sums, n_other, ref = self._fresh_colsum(), self.in_features, self._no_ref
+        slot = self._slot(np.float64)
+        self._k.read_charge(xq2, sums, ref, self._dg, d.g_min_uS * self._P * n_other, d.g_min_uS, slot)
+        self._count_charge(slot.reshape(()))
+
+    def _zeros(self, shape: tuple[int, ...]):
+        """A float32 array of zeros of the backend, kept per shape (callers only read it)."""
+        cache = self.__dict__.setdefault("_zeros_cache", {})
+        a = cache.get(shape)
+        if a is None:
+            if len(cache) > 16:
+                cache.clear()
+            a = cache[shape] = self._xp.zeros(shape, np.float32)
+        return a
+
+    @property
+    def _no_ref(self):
+        """An empty (0 × 0) float32 array of the backend (no reference columns)."""
+        a = self.__dict__.get("_no_ref_array")
+        if a is None:
+            a = self._no_ref_array = self._xp.zeros((0, 0), np.float32)
+        return a
+
     def _row_conductance_S(self) -> np.ndarray:
         """Σ of conductance (siemens) on each row wire, all devices of the row (for read energy)."""
         P, n_out = self._P, self.out_features
@@ -381,10 +418,14 @@ class Crossbar:
             g = g + (self._dg * self._ref + self.profile.device.g_min_uS).sum(axis=1)
         return g * 1e-6
 
-    def _col_conductance_S(self) -> np.ndarray:
+    def _fresh_colsum(self):
         if self._colsum_dirty:
             self._k.column_sums(self._g, self._colsum)
             self._colsum_dirty = False
+        return self._colsum
+
+    def _col_conductance_S(self) -> np.ndarray:
+        self._fresh_colsum()
         return (self._dg * self._colsum + self.profile.device.g_min_uS * self._P * self.in_features) * 1e-6
 
     # ------------------------------------------------------------------------------------------
@@ -578,7 +619,7 @@ class Crossbar:
         if not self._ideal:
             self.ops.add(cell_reads=n_vec * self.in_features * (self._P * self.out_features
                                                                 + (len(self._col_tiles) if self._P == 1 else 0)))
-            self._count_charge(x2 @ self._row_conductance_S())
+            self._count_pass_charge(x2, forward=True)
         return y[0] if single else y
 
     def transposed(self, d: np.ndarray) -> np.ndarray:
@@ -599,28 +640,28 @@ class Crossbar:
                      macs=n_vec * self.in_features * self.out_features, mvm_cycles=n_vec)
         if not self._ideal:
             self.ops.add(cell_reads=n_vec * self.out_features * self.in_features * self._P)
-            self._count_charge(x2 @ self._col_conductance_S())
+            self._count_pass_charge(x2, forward=False)
         return y[0] if single else y
 
     def _mvm(self, x, W, S2, S2ref, in_tiles, adc: _ADC, out_tile: int) -> tuple[np.ndarray, np.ndarray]:
-        """DAC → per-tile GEMMs (signal, read variance) → ADC; returns (outputs, Σ_b x_q² per input)."""
+        """DAC → per-tile GEMMs (signal, read variance) → ADC; returns (outputs, the DAC's x_q²)."""
         p = self.profile
         xp = self._xp
         B, n_out = x.shape[0], W.shape[1]
         if B == 0:
-            return xp.zeros((0, n_out), dtype=np.float32), xp.zeros(x.shape[1])
+            return xp.zeros((0, n_out), dtype=np.float32), xp.zeros((0, x.shape[1]), dtype=np.float32)
         xq = xp.empty_like(x)
         xq2 = xp.empty_like(x)
         scale = xp.empty(B, dtype=np.float32)
         self._k.dac_convert(x, p.dac.noise_management == "abs_max", p.dac.bits, np.float32(p.dac.input_bound), True,
                     xq, xq2, scale)
-        x2_sum = xq2.sum(axis=0, dtype=np.float64)
         T = len(in_tiles)
         read_noise = S2 is not None
         Z = xp.empty((T, B, n_out), dtype=np.float32)
         V = xp.empty((T, B, n_out), dtype=np.float32) if read_noise else zeros_like_view((T, B, n_out))
         n_ct = -(-n_out // out_tile)
-        ZR = xp.zeros((T, B, n_ct), dtype=np.float32)
+        # the reference columns' currents (zeros without their read noise: a kept read-only array then)
+        ZR = xp.zeros((T, B, n_ct), dtype=np.float32) if S2ref is not None else self._zeros((T, B, n_ct))
         self._tile_gemms(xq, W, Z, in_tiles)
         if read_noise:
             self._tile_gemms(xq2, S2, V, in_tiles)
@@ -638,7 +679,7 @@ class Crossbar:
         self._k.adc_accumulate(Z, V, ZR, adc.gain, adc.off, adc.kappa, adc.tanh_kappa, out_tile, noise_on,
                                np.float32(a.noise_std**2), bits_on, np.float32(a.out_bound), np.float32(1.0 / lsb),
                                np.float32(lsb), adc.nonlinear, scale, key, out)
-        return out, x2_sum
+        return out, xq2
 
     def _tile_gemms(self, x, M, out, in_tiles) -> None:
         """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)``.  On a GPU the full tiles (all but
@@ -804,15 +845,19 @@ class Crossbar:
             self._updates_since_refresh = 0
 
     def _count_slot(self):
-        """A fresh zeroed 1-element int64 device array for a deferred count, cut from a block of 256 (one
-        allocation per 256 counts, not one per update)."""
-        blk = self.__dict__.get("_count_block")
-        if blk is None or self._count_next == blk.shape[0]:
-            blk = self._count_block = self._xp.zeros(256, np.int64)
-            self._count_next = 0
-        i = self._count_next
-        self._count_next = i + 1
-        return blk[i:i + 1]
+        """A fresh zeroed 1-element int64 device array for a deferred count (:meth:`_slot`)."""
+        return self._slot(np.int64)
+
+    def _slot(self, dtype):
+        """A fresh zeroed 1-element device array of ``dtype`` for a deferred value, cut from a block of 256
+        (one allocation per 256 values, not one per call)."""
+        key = np.dtype(dtype).char
+        blocks = self.__dict__.setdefault("_slot_blocks", {})
+        blk, nxt = blocks.get(key, (None, 0))
+        if blk is None or nxt == blk.shape[0]:
+            blk, nxt = self._xp.zeros(256, dtype), 0
+        blocks[key] = (blk, nxt + 1)
+        return blk[nxt:nxt + 1]
 
     def _refresh(self) -> None:
         """'set_only' pairs: where a device passed the threshold, read the weight, RESET both devices and

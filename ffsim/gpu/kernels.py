@@ -662,8 +662,8 @@ def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
 
 
 @cuda.jit
-def _dac_scale(x, abs_max, bound, scale):
-    # the simulator's variant of _dac (a thread per row for the scale, then a thread per entry)
+def _dac_rows(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
+    # the simulator's variant of _dac: a thread per row, its scale and then its conversion
     b = cuda.grid(1)
     if b >= x.shape[0]:
         return
@@ -676,37 +676,66 @@ def _dac_scale(x, abs_max, bound, scale):
                 m = a
         s = m if m > 0 else np.float32(1.0)
     scale[b] = s
-
-
-@cuda.jit
-def _dac_apply(x, bits, want_sq, xq, xq2, scale):
-    i, b = cuda.grid(2)
-    if b >= x.shape[0] or i >= x.shape[1]:
-        return
     lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
-    v = np.float32(x[b, i] / scale[b])
-    if bits > 0:
-        if v > 1.0:
-            v = np.float32(1.0)
-        elif v < -1.0:
-            v = np.float32(-1.0)
-        v = np.float32(_rintf(np.float32(v * lev)) / lev)
-    xq[b, i] = v
-    if want_sq:
-        xq2[b, i] = np.float32(v * v)
+    for i in range(x.shape[1]):
+        v = np.float32(x[b, i] / s)
+        if bits > 0:
+            if v > 1.0:
+                v = np.float32(1.0)
+            elif v < -1.0:
+                v = np.float32(-1.0)
+            v = np.float32(_rintf(np.float32(v * lev)) / lev)
+        xq[b, i] = v
+        if want_sq:
+            xq2[b, i] = np.float32(v * v)
 
 
 def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale) -> None:
     """Twin of :func:`ffsim.crossbar.periphery.dac_convert` (one block per row, one launch; see
     ``BLOCK_REDUCE``)."""
-    B, n = x.shape
-    if not B:
-        return
-    if BLOCK_REDUCE:
-        _launch(_dac, (B,), (_TR,), x, bool(abs_max), int(bits), np.float32(bound), bool(want_sq), xq, xq2, scale)
-    else:
-        _launch(_dac_scale, _g1(B), _T1, x, bool(abs_max), np.float32(bound), scale)
-        _launch(_dac_apply, _g2(B, n), _T2, x, int(bits), bool(want_sq), xq, xq2, scale)
+    B = x.shape[0]
+    if B:
+        kernel, grid, block = (_dac, (B,), (_TR,)) if BLOCK_REDUCE else (_dac_rows, _g1(B), (_T1,))
+        _launch(kernel, grid, block, x, bool(abs_max), int(bits), np.float32(bound), bool(want_sq), xq, xq2, scale)
+
+
+@cuda.jit
+def _charge(X2, sums, ref, dg, c0, g_min, out):
+    # out[0] = Σ_i (Σ_b X2[b, i]) · G_i · 1e-6 with G_i = dg·sums[i] + c0 (+ Σ_c (dg·ref[i, c] + g_min) where
+    # ref has rows): blockDim.x threads (a power of two) stride over the inputs, then a tree in shared memory
+    sh = cuda.shared.array(_TR, np.float64)
+    t = cuda.threadIdx.x
+    T = cuda.blockDim.x
+    acc = 0.0
+    for i in range(t, X2.shape[1], T):
+        s = 0.0
+        for b in range(X2.shape[0]):
+            s += np.float64(X2[b, i])
+        g = dg * sums[i] + c0
+        if ref.shape[0] > 0:
+            r = 0.0
+            for c in range(ref.shape[1]):
+                r += dg * np.float64(ref[i, c]) + g_min
+            g += r
+        acc += s * (g * 1e-6)
+    sh[t] = acc
+    cuda.syncthreads()
+    h = T // 2
+    while h > 0:
+        if t < h:
+            sh[t] += sh[t + h]
+        cuda.syncthreads()
+        h //= 2
+    if t == 0:
+        out[0] = sh[0]
+
+
+def read_charge(X2, sums, ref, dg, c0, g_min, out) -> None:
+    """GPU-only: a pass's read charge Σ_b Σ_i x_q²[b, i] · G_i (siemens; ``X2`` the DAC's squared outputs, G_i
+    the conductance on input wire i from the devices' sums ``sums``, ``c0`` and, for reference-column
+    mappings, ``ref``) into ``out[0]`` (float64), in one launch.  The CPU computes the same as
+    ``(X2.sum(0) @ G)`` with numpy (other summation order: equal to ~1e-15)."""
+    _launch(_charge, (1,), (_TR if BLOCK_REDUCE else 1,), X2, sums, ref, float(dg), float(c0), float(g_min), out)
 
 
 @cuda.jit
@@ -1321,6 +1350,7 @@ def namespace() -> SimpleNamespace:
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
                            pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
                            pulse_maxima=pulse_maxima, pulse_factors=pulse_factors, smoothed_step=smoothed_step,
+                           read_charge=read_charge,
                            **{n: getattr(ff_kernels, n) for n in FF_KERNELS})
 
 

@@ -77,3 +77,24 @@ def test_restore_drops_counts_still_pending_on_the_device():
     assert len(gpu.ops.__dict__.get("_pending", ())) == 2  # the update's pulses and the refresh's pairs
     gpu._restore(arrays, scalars)
     assert gpu.ops.as_dict() == scalars["ops"]
+
+
+@pytest.mark.parametrize("name", ["pcm", "rram-hfo2", "ecram"])
+def test_read_charge_kernel_equals_the_cpu_formula(name):
+    """The GPU's one-kernel read charge of a pass (``read_charge``) against the CPU's numpy expression,
+    forward (rows; with the reference columns of a 1-device mapping) and transposed (columns)."""
+    from ffsim.backend import select_backend
+
+    chip = Crossbar(name, 13, 9, fab_seed=2, rng=3, backend=select_backend("gpu"))
+    assert chip._P == (2 if name == "pcm" else 1)
+    chip.program(np.random.default_rng(4).uniform(-0.7, 0.7, (13, 9)).astype(np.float32))
+    xq2 = np.random.default_rng(5).random((6, 13)).astype(np.float32)
+    for forward, x2 in ((True, xq2), (False, xq2[:, :9].copy())):
+        G = chip._row_conductance_S() if forward else chip._col_conductance_S()
+        want = float(x2.sum(axis=0, dtype=np.float64) @ G)
+        before = chip.ops.read_charge_S_s
+        chip._count_pass_charge(x2, forward=forward)
+        got = (chip.ops.read_charge_S_s - before) / (chip.profile.cost.integration_time_ns * 1e-9)
+        # float64 throughout on the GPU; the CPU's reference-column term is float32 (float × float32 array)
+        tol = 1e-12 if chip._P == 2 or not forward else 1e-8
+        assert want > 0 and abs(got - want) <= tol * want, (forward, got, want)

@@ -73,7 +73,7 @@ CASES = [("pcm", 0.0, "aggregate"), ("pcm", 0.05, "exact"), ("ecram", 0.05, "agg
 
 
 def _record(name, ir, mode):
-    cb = Crossbar(_profile(name, ir), 9, 7, fab_seed=3, rng=5, pulse_mode=mode)
+    cb = Crossbar(_profile(name, ir), 9, 7, fab_seed=3, rng=5, pulse_mode=mode, backend="cpu")
     rec = _Recorder()
     cb._k = rec
     _life(cb, np.random.default_rng(11))

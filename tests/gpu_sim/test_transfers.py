@@ -24,9 +24,10 @@ _spec.loader.exec_module(opcount)
     # (before the engine's per-row kernels, ``ffsim.ff.kernels``: ideal 2, 2, 1, 4, 509; pcm 6, 6, 9, 32, 693, not
     # counting the pulse and refresh counts read back through numba; counting them, before they stayed on the
     # device and the update's prologue was fused (``pulse_maxima`` / ``pulse_factors``): pcm 5, 13, 0, 77, 250;
-    # before the layers' updates went together (``Crossbar.pulse_updates``): pcm 5, 5, 0, 85, 202)
+    # before the layers' updates went together (``Crossbar.pulse_updates``): pcm 5, 5, 0, 85, 202; before the DAC
+    # was one launch and a pass's read charge one kernel (``read_charge``): pcm 2, 2, 0, 85, 203)
     ("ideal", "ideal", (1, 1, 0, 49, 66)),
-    ("pcm", "insitu", (2, 2, 0, 85, 203)),
+    ("pcm", "insitu", (2, 2, 0, 85, 163)),
 ])
 def test_transfers_and_launches_per_ff_step(profile, mode, most):
     r = opcount.count_step(profile, mode, 4, width=8, steps=1)
