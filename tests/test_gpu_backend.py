@@ -171,8 +171,7 @@ def _ptx_signatures():
                      f64, A(f64, 1), A(i64, 1)),
     }
     # the simulator's variants (ffsim.gpu.kernels.BLOCK_REDUCE) take the same arguments
-    sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _pulse_agg_atomic=sig["_pulse_agg"],
-               _refresh_atomic=sig["_refresh"])
+    sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _charge_serial=sig["_charge"])
     return sig
 
 

@@ -19,6 +19,11 @@ def _colmajor(view, rows, cols, ld, batch, stride):
     return np.lib.stride_tricks.as_strided(view, shape=(batch, rows, cols), strides=(stride * it, it, ld * it))
 
 
+def _at(a, off):
+    """A view starting ``off`` elements after ``a``'s first element (as a pointer plus an offset)."""
+    return np.lib.stride_tricks.as_strided(a, shape=(a.size * 4,), strides=(a.itemsize,))[off:]
+
+
 def _emulate(p: blas.GemmParams, a, b, out) -> None:
     # cuBLAS A: the right factor b (m × k after op), cuBLAS B: the left factor a (k × n after op)
     A = _colmajor(b, *((p.m, p.k) if p.opa == blas.OP_N else (p.k, p.m)), p.lda, p.batch, p.stride_a)
@@ -42,8 +47,8 @@ def test_planned_tile_gemms_compute_every_tile(n_in, R, transposed):
     out = np.full((len(tiles), B, n_out), np.nan, np.float32)
     calls = blas.plan_tile_gemms(x, M, out, tiles)
     assert calls is not None and len(calls) == 1 + (n_in % R != 0 and n_in > R)
-    for p, a, b, o in calls:
-        _emulate(p, a, b, o)
+    for p, ao, bo, oo in calls:
+        _emulate(p, _at(x, ao), _at(M, bo), _at(out, oo))
     for t, (a, b) in enumerate(tiles):
         np.testing.assert_allclose(out[t], x[:, a:b] @ M[a:b], rtol=1e-5, atol=1e-5)
 

@@ -82,15 +82,23 @@ def _elems(a) -> tuple[int, int]:
     return a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
 
 
-def _call(p: GemmParams, a, b, out) -> None:
-    from cupy.cuda import device, get_current_stream
-    from cupy_backends.cuda.libs import cublas
+_cu = None  # (cupy.cuda.device, cupy.cuda.get_current_stream, cuBLAS bindings), imported on first use
 
+
+def _call(p: GemmParams, a_ptr: int, b_ptr: int, out_ptr: int) -> None:
+    """``out_t = a_t @ b_t`` by one ``cublasSgemmStridedBatched`` on CuPy's current stream (device pointers to
+    the operands' first elements)."""
+    global _cu
+    if _cu is None:
+        from cupy.cuda import device, get_current_stream
+        from cupy_backends.cuda.libs import cublas
+
+        _cu = (device, get_current_stream, cublas)
+    device, current, cublas = _cu
     handle = device.get_cublas_handle()
-    cublas.setStream(handle, get_current_stream().ptr)
-    cublas.sgemmStridedBatched(handle, p.opa, p.opb, p.m, p.n, p.k, _ONE.ctypes.data, b.data.ptr, p.lda, p.stride_a,
-                               a.data.ptr, p.ldb, p.stride_b, _ZERO.ctypes.data, out.data.ptr, p.ldc, p.stride_c,
-                               p.batch)
+    cublas.setStream(handle, current().ptr)
+    cublas.sgemmStridedBatched(handle, p.opa, p.opb, p.m, p.n, p.k, _ONE.ctypes.data, b_ptr, p.lda, p.stride_a,
+                               a_ptr, p.ldb, p.stride_b, _ZERO.ctypes.data, out_ptr, p.ldc, p.stride_c, p.batch)
 
 
 def _usable(*arrays) -> bool:
@@ -125,14 +133,14 @@ def matmul(a, b, out) -> None:
     if p is None:
         cupy.matmul(a, b, out=out)
     elif not _checked:
-        _first_check(lambda: _call(p, a, b, out), lambda: cupy.matmul(a, b, out=out), out)
+        _first_check(lambda: _call(p, a.data.ptr, b.data.ptr, out.data.ptr), lambda: cupy.matmul(a, b, out=out), out)
     else:
-        _call(p, a, b, out)
+        _call(p, a.data.ptr, b.data.ptr, out.data.ptr)
 
 
-def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, object, object, object]] | None:
-    """The calls of :func:`tile_gemms` as ``(params, a, b, out)`` (the operands as views starting at their
-    first element), or None where a layout is not one cuBLAS reads in place."""
+def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, int, int, int]] | None:
+    """The calls of :func:`tile_gemms` as ``(params, a, b, out)``, the operands' first elements as offsets (in
+    elements) from those of ``x``, ``M`` and ``out``; None where a layout is not one cuBLAS reads in place."""
     if not in_tiles or not _usable(x, M, out) or out.ndim != 3 or not out.flags.c_contiguous:
         return None
     R = in_tiles[0][1] - in_tiles[0][0]
@@ -142,11 +150,14 @@ def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, object, objec
     sx, sm = _elems(x), _elems(M)
     B, N = out.shape[1], out.shape[2]
     calls = [(gemm_params((B, R), sx, (R, N), sm, (B, N), (N, 1), batch=n_full, stride_a=R * sx[1],
-                          stride_b=R * sm[0], stride_c=B * N), x, M, out)]
+                          stride_b=R * sm[0], stride_c=B * N), 0, 0, 0)]
     for t in range(n_full, len(in_tiles)):
         a, b = in_tiles[t]
-        calls.append((gemm_params((B, b - a), sx, (b - a, N), sm, (B, N), (N, 1)), x[:, a:], M[a:], out[t]))
+        calls.append((gemm_params((B, b - a), sx, (b - a, N), sm, (B, N), (N, 1)), a * sx[1], a * sm[0], t * B * N))
     return None if any(c[0] is None for c in calls) else calls
+
+
+_PLANS: dict = {}  # tile_gemms' plans by the operands' shapes, strides and tiles (they do not depend on addresses)
 
 
 def tile_gemms(x, M, out, in_tiles) -> None:
@@ -159,14 +170,21 @@ def tile_gemms(x, M, out, in_tiles) -> None:
         for t, (a, b) in enumerate(in_tiles):
             cupy.matmul(x[:, a:b], M[a:b], out=out[t])
 
-    calls = plan_tile_gemms(x, M, out, in_tiles)
-    if calls is None:
+    key = (x.shape, x.strides, x.dtype.char, M.shape, M.strides, M.dtype.char, out.shape, out.strides,
+           out.dtype.char, out.flags.c_contiguous, tuple(map(tuple, in_tiles)))
+    calls = _PLANS.get(key, False)
+    if calls is False:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        calls = _PLANS[key] = plan_tile_gemms(x, M, out, in_tiles)
+    if calls is None or not ENABLED:
         by_cupy()
         return
+    px, pm, po = x.data.ptr, M.data.ptr, out.data.ptr
 
     def direct():
-        for q, xa, Ma, o in calls:
-            _call(q, xa, Ma, o)
+        for q, ao, bo, oo in calls:
+            _call(q, px + 4 * ao, pm + 4 * bo, po + 4 * oo)
 
     if not _checked:
         _first_check(direct, by_cupy, out)

@@ -71,11 +71,10 @@ _T1 = 32 if SIMULATED else 128
 _T2 = (8, 8) if SIMULATED else (32, 8)
 _T2S = (_T2[1], _T2[0])  # a 2-D block's threads as a shared array (rows: threadIdx.y); _T2[0] a power of two
 _TR = 32 if SIMULATED else 128  # threads of a block that reduces one row (a power of two)
-# Row maxima and the per-row / per-update sums of the update kernels by blocks of threads (shared-memory
-# trees: coalesced reads, one atomic per block row instead of one per cell) on a GPU.  The simulator runs
-# one Python thread per CUDA thread and its barriers are slow, so there the same launchers take the
-# thread-per-row / atomic-per-cell variants (the cells' bodies are shared); tests/gpu_sim/test_block_kernels.py
-# checks that both variants agree.
+# Row maxima, the DAC and the read charge by blocks of threads (strided coalesced reads, shared-memory
+# trees) on a GPU.  The simulator runs one Python thread per CUDA thread and its barriers are slow, so there
+# the same launchers take thread-per-row variants (one launch each as well); tests/gpu_sim/test_kernel_twins.py
+# and test_crossbar_gpu.py run both variants against the CPU.
 BLOCK_REDUCE = not SIMULATED
 
 # Functions with no CUDA lowering of the numpy ufunc: libdevice on a GPU; in the simulator the numpy ufunc,
@@ -699,43 +698,69 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale) -> None:
         _launch(kernel, grid, block, x, bool(abs_max), int(bits), np.float32(bound), bool(want_sq), xq, xq2, scale)
 
 
+@cuda.jit(device=True)
+def _wire_conductance(sums, ref, dg, c0, g_min, i):
+    """G_i (µS) of input wire i: dg·sums[i] + c0, plus Σ_c (dg·ref[i, c] + g_min) where ``ref`` has rows."""
+    g = dg * sums[i] + c0
+    if ref.shape[0] > 0:
+        r = 0.0
+        for c in range(ref.shape[1]):
+            r += dg * np.float64(ref[i, c]) + g_min
+        g += r
+    return g
+
+
 @cuda.jit
 def _charge(X2, sums, ref, dg, c0, g_min, out):
-    # out[0] = Σ_i (Σ_b X2[b, i]) · G_i · 1e-6 with G_i = dg·sums[i] + c0 (+ Σ_c (dg·ref[i, c] + g_min) where
-    # ref has rows): blockDim.x threads (a power of two) stride over the inputs, then a tree in shared memory
-    sh = cuda.shared.array(_TR, np.float64)
-    t = cuda.threadIdx.x
-    T = cuda.blockDim.x
-    acc = 0.0
-    for i in range(t, X2.shape[1], T):
-        s = 0.0
-        for b in range(X2.shape[0]):
+    # out[0] += Σ_i (Σ_b X2[b, i]) · G_i · 1e-6: a block's threads take _T2[0] inputs (x) and stride over the
+    # rows (y); the column sums meet in shared memory, then one atomic per block
+    sh = cuda.shared.array(_T2S, np.float64)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    i = cuda.blockIdx.x * _T2[0] + tx
+    n = X2.shape[1]
+    s = 0.0
+    if i < n:
+        for b in range(ty, X2.shape[0], _T2[1]):
             s += np.float64(X2[b, i])
-        g = dg * sums[i] + c0
-        if ref.shape[0] > 0:
-            r = 0.0
-            for c in range(ref.shape[1]):
-                r += dg * np.float64(ref[i, c]) + g_min
-            g += r
-        acc += s * (g * 1e-6)
-    sh[t] = acc
+    sh[ty, tx] = s
     cuda.syncthreads()
-    h = T // 2
-    while h > 0:
-        if t < h:
-            sh[t] += sh[t + h]
-        cuda.syncthreads()
-        h //= 2
-    if t == 0:
-        out[0] = sh[0]
+    if ty == 0:
+        tot = sh[0, tx]
+        for r in range(1, _T2[1]):
+            tot += sh[r, tx]
+        sh[0, tx] = tot * (_wire_conductance(sums, ref, dg, c0, g_min, i) * 1e-6) if i < n else 0.0
+    cuda.syncthreads()
+    if tx == 0 and ty == 0:
+        acc = 0.0
+        for t in range(_T2[0]):
+            acc += sh[0, t]
+        cuda.atomic.add(out, 0, acc)
+
+
+@cuda.jit
+def _charge_serial(X2, sums, ref, dg, c0, g_min, out):
+    # the simulator's variant of _charge (one thread)
+    if cuda.grid(1) == 0:
+        acc = 0.0
+        for i in range(X2.shape[1]):
+            s = 0.0
+            for b in range(X2.shape[0]):
+                s += np.float64(X2[b, i])
+            acc += s * (_wire_conductance(sums, ref, dg, c0, g_min, i) * 1e-6)
+        out[0] += acc
 
 
 def read_charge(X2, sums, ref, dg, c0, g_min, out) -> None:
-    """GPU-only: a pass's read charge Σ_b Σ_i x_q²[b, i] · G_i (siemens; ``X2`` the DAC's squared outputs, G_i
-    the conductance on input wire i from the devices' sums ``sums``, ``c0`` and, for reference-column
-    mappings, ``ref``) into ``out[0]`` (float64), in one launch.  The CPU computes the same as
-    ``(X2.sum(0) @ G)`` with numpy (other summation order: equal to ~1e-15)."""
-    _launch(_charge, (1,), (_TR if BLOCK_REDUCE else 1,), X2, sums, ref, float(dg), float(c0), float(g_min), out)
+    """GPU-only: add a pass's read charge Σ_b Σ_i x_q²[b, i] · G_i (siemens; ``X2`` the DAC's squared outputs,
+    G_i the conductance on input wire i from the devices' sums ``sums``, ``c0`` and, for reference-column
+    mappings, ``ref``) to ``out[0]`` (float64, zeroed by the caller), in one launch.  The CPU computes the
+    same as ``X2.sum(0) @ G`` with numpy (another order of summation: equal to ~1e-15; the blocks' atomics
+    make the last bits vary from run to run)."""
+    args = (X2, sums, ref, float(dg), float(c0), float(g_min), out)
+    if BLOCK_REDUCE:
+        _launch(_charge, (max(1, -(-X2.shape[1] // _T2[0])),), _T2, *args)
+    else:
+        _launch(_charge_serial, (1,), (1,), *args)
 
 
 @cuda.jit
@@ -1042,51 +1067,11 @@ def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return s1 - s0, pulses
 
 
-@cuda.jit(device=True)
-def _block_sums(rowsum, total, i, delta, count):
-    """Add each cell's row-sum change ``delta`` to ``rowsum[i]`` and its ``count`` to ``total[0]``, summed
-    over the block first (a tree in shared memory per row of the 2-D block, whose threads share ``i``):
-    one atomic per row of the block and one per block instead of two per cell.  Every thread of the
-    block must call it (it synchronizes)."""
-    sd = cuda.shared.array(_T2S, np.float64)
-    sc = cuda.shared.array(_T2S, np.int64)
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    sd[ty, tx] = delta
-    sc[ty, tx] = count
-    cuda.syncthreads()
-    h = _T2[0] // 2
-    while h > 0:
-        if tx < h:
-            sd[ty, tx] += sd[ty, tx + h]
-            sc[ty, tx] += sc[ty, tx + h]
-        cuda.syncthreads()
-        h //= 2
-    if tx == 0 and sd[ty, 0] != 0.0:
-        cuda.atomic.add(rowsum, i, sd[ty, 0])
-    if tx == 0 and ty == 0:
-        n = sc[0, 0]
-        for r in range(1, _T2[1]):
-            n += sc[r, 0]
-        if n != 0:
-            cuda.atomic.add(total, 0, n)
-
-
 @cuda.jit
 def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
                span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
-    j, i = cuda.grid(2)
-    n_in, n_out = Etot.shape
-    delta, pulses = 0.0, 0
-    if i < n_in and j < n_out:
-        delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
-                                        Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
-    _block_sums(rowsum, total, i, delta, pulses)
-
-
-@cuda.jit
-def _pulse_agg_atomic(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
-                      coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
-    # the simulator's variant of _pulse_agg (an atomic per cell)
+    # a thread per cell, its row-sum change and pulses added by atomics (summing them per block first was
+    # slower on an H200: the cells' work is uneven and the block waits for its slowest; BENCHMARKS.md)
     j, i = cuda.grid(2)
     if i < Etot.shape[0] and j < Etot.shape[1]:
         delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
@@ -1104,8 +1089,7 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     n_in, n_out = Etot.shape
     counter = _counter("pulse_aggregate") if total is None else None
     f = float
-    kernel = _pulse_agg if BLOCK_REDUCE else _pulse_agg_atomic
-    _launch(kernel, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
+    _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
             f(inv_step), f(t2), rowsum, counter.array() if counter else total)
     return counter.read() if counter else total
@@ -1300,20 +1284,7 @@ def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, 
 @cuda.jit
 def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
              xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
-    j, i = cuda.grid(2)
-    delta, n = 0.0, 0
-    if i < g.shape[1] and j < g.shape[2]:
-        delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
-                                 reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
-                                 coltile, span, t2, i, j)
-    _block_sums(rowsum, total, i, delta, n)
-
-
-@cuda.jit
-def _refresh_atomic(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
-                    gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum,
-                    total):
-    # the simulator's variant of _refresh (an atomic per cell)
+    # a thread per cell (atomics, as _pulse_agg)
     j, i = cuda.grid(2)
     if i < g.shape[1] and j < g.shape[2]:
         delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
@@ -1333,8 +1304,7 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     counter = _counter("refresh_pairs") if total is None else None
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
-    kernel = _refresh if BLOCK_REDUCE else _refresh_atomic
-    _launch(kernel, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
+    _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
             int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum,
             counter.array() if counter else total)

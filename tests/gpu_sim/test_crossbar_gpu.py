@@ -79,13 +79,17 @@ def test_restore_drops_counts_still_pending_on_the_device():
     assert gpu.ops.as_dict() == scalars["ops"]
 
 
+@pytest.mark.parametrize("block", [False, True])
 @pytest.mark.parametrize("name", ["pcm", "rram-hfo2", "ecram"])
-def test_read_charge_kernel_equals_the_cpu_formula(name):
-    """The GPU's one-kernel read charge of a pass (``read_charge``) against the CPU's numpy expression,
-    forward (rows; with the reference columns of a 1-device mapping) and transposed (columns)."""
+def test_read_charge_kernel_equals_the_cpu_formula(name, block, monkeypatch):
+    """The GPU's one-kernel read charge of a pass (``read_charge``; the GPU's block variant and the
+    simulator's serial one) against the CPU's numpy expression, forward (rows; with the reference columns
+    of a 1-device mapping) and transposed (columns)."""
     from ffsim.backend import select_backend
+    from ffsim.gpu import kernels as gk
 
-    chip = Crossbar(name, 13, 9, fab_seed=2, rng=3, backend=select_backend("gpu"))
+    monkeypatch.setattr(gk, "BLOCK_REDUCE", block)
+    chip = Crossbar(name, 13, 9, fab_seed=2, rng=3, backend=select_backend("gpu"))  # 13 inputs: 2 blocks of 8
     assert chip._P == (2 if name == "pcm" else 1)
     chip.program(np.random.default_rng(4).uniform(-0.7, 0.7, (13, 9)).astype(np.float32))
     xq2 = np.random.default_rng(5).random((6, 13)).astype(np.float32)

@@ -130,19 +130,18 @@ def test_smoothed_step_twin_equals_the_cpu_kernel():
     np.testing.assert_array_equal(b[1], a[1])
 
 
-BLOCK_KERNELS = {"dac_convert", "pulse_maxima", "pulse_aggregate", "refresh_pairs"}
+BLOCK_KERNELS = {"dac_convert", "pulse_maxima"}
 
 
 @pytest.mark.parametrize(("name", "ir", "mode"), CASES)
 def test_block_reduction_variants_replay_crossbar_calls_exactly(name, ir, mode, monkeypatch):
-    """The GPU's variants of the row maxima and the update kernels' sums (blocks of threads, shared-memory
-    trees; ``ffsim.gpu.kernels.BLOCK_REDUCE``, off in the simulator for speed) against the CPU kernels."""
+    """The GPU's variants of the DAC and the update's row maxima (blocks of threads, shared-memory trees;
+    ``ffsim.gpu.kernels.BLOCK_REDUCE``, off in the simulator for speed) against the CPU kernels."""
     from ffsim.gpu import kernels as gk
 
     monkeypatch.setattr(gk, "BLOCK_REDUCE", True)
     calls = [(k, a) for k, a in _record(name, ir, mode) if k in BLOCK_KERNELS]
-    assert {k for k, _ in calls} >= BLOCK_KERNELS - ({"pulse_aggregate"} if mode == "exact" else set()) - (
-        set() if name == "pcm" else {"refresh_pairs"})
+    assert {k for k, _ in calls} == BLOCK_KERNELS
     for kernel, args in calls:
         ca = [_copy(a) for a in args]
         ga = [_copy(a) for a in args]
