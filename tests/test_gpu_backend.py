@@ -130,7 +130,7 @@ def test_real_gpu_chip_agrees_with_cpu_chip(name):
         return
     assert np.mean(np.isclose(ys[1], ys[0], rtol=1e-5, atol=1e-5)) > 0.95
     assert abs(ys[1].std() / ys[0].std() - 1) < 0.02
-    # the update's (and pcm's refresh's) device counts and per-row conductance sums, summed by warps on the GPU
+    # the update's (and pcm's refresh's) device counts and per-row conductance sums (atomics on the GPU)
     ops = [c.ops for c in chips]
     assert ops[0].device_pulses > 1000
     assert abs(ops[1].device_pulses / ops[0].device_pulses - 1) < 0.01
@@ -177,8 +177,7 @@ def _ptx_signatures():
                      f64, A(f64, 1), A(i64, 1)),
     }
     # the simulator's variants (ffsim.gpu.kernels.BLOCK_REDUCE) take the same arguments
-    sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _charge_serial=sig["_charge"],
-               _pulse_agg_warp=sig["_pulse_agg"], _refresh_warp=sig["_refresh"])
+    sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _charge_serial=sig["_charge"])
     return sig
 
 

@@ -72,11 +72,9 @@ _T2 = (8, 8) if SIMULATED else (32, 8)
 _T2S = (_T2[1], _T2[0])  # a 2-D block's threads as a shared array (rows: threadIdx.y); _T2[0] a power of two
 _TR = 32 if SIMULATED else 128  # threads of a block that reduces one row (a power of two)
 # Row maxima, the DAC and the read charge by blocks of threads (strided coalesced reads, shared-memory
-# trees), and the update's and the refresh's sums by warps (shuffles; _T2[0] is 32) on a GPU.  The
-# simulator runs one Python thread per CUDA thread, its barriers are slow and it has no shuffles, so there
-# the same launchers take thread-per-row / atomic-per-cell variants (one launch each as well; the cells'
-# bodies are shared).  tests/gpu_sim runs the block variants against the CPU as well; the warp sums run on
-# a GPU only (tests/test_gpu_backend.py::test_real_gpu_chip_agrees_with_cpu_chip).
+# trees) on a GPU.  The simulator runs one Python thread per CUDA thread and its barriers are slow, so there
+# the same launchers take thread-per-row variants (one launch each as well); tests/gpu_sim/test_kernel_twins.py
+# and test_crossbar_gpu.py run both variants against the CPU.
 BLOCK_REDUCE = not SIMULATED
 
 # Functions with no CUDA lowering of the numpy ufunc: libdevice on a GPU; in the simulator the numpy ufunc,
@@ -1069,42 +1067,12 @@ def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return s1 - s0, pulses
 
 
-@cuda.jit(device=True)
-def _warp_sums(rowsum, total, i, delta, count):
-    """Add the cells' row-sum changes ``delta`` to ``rowsum[i]`` and their ``count`` to ``total[0]``, summed
-    over the warp first (shuffles): one atomic per warp instead of one per cell.  The 32 lanes of a warp
-    are one row of a (32, 8) block, so they share ``i``; every lane must call it (full-mask shuffles)."""
-    off = 16
-    while off > 0:
-        delta += cuda.shfl_down_sync(0xFFFFFFFF, delta, off)
-        count += cuda.shfl_down_sync(0xFFFFFFFF, count, off)
-        off //= 2
-    if cuda.laneid == 0:
-        if delta != 0.0:
-            cuda.atomic.add(rowsum, i, delta)
-        if count != 0:
-            cuda.atomic.add(total, 0, count)
-
-
-@cuda.jit
-def _pulse_agg_warp(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
-                    coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
-    # the GPU's variant of _pulse_agg: the sums of a warp's cells in one atomic each (no shuffles in the
-    # simulator, which runs _pulse_agg)
-    j, i = cuda.grid(2)
-    delta, pulses = 0.0, 0
-    if i < Etot.shape[0] and j < Etot.shape[1]:
-        delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
-                                        Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
-    _warp_sums(rowsum, total, i, delta, pulses)
-
-
 @cuda.jit
 def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
                span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
-    # a thread per cell, its row-sum change and pulses added by atomics (the simulator's variant; a GPU runs
-    # _pulse_agg_warp.  Summing per block first, with a barrier, was slower in an FF step on an H200: most
-    # cells have no pulse there and the block waited for its slowest; BENCHMARKS.md)
+    # a thread per cell, its row-sum change and pulses added by atomics.  Summing them per block first (a
+    # shared-memory tree) made an FF step's updates 16 % slower on an H200 (most cells have no pulse there
+    # and the block waited for its slowest), per warp (shuffles) no faster (BENCHMARKS.md)
     j, i = cuda.grid(2)
     if i < Etot.shape[0] and j < Etot.shape[1]:
         delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
@@ -1122,8 +1090,7 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     n_in, n_out = Etot.shape
     counter = _counter("pulse_aggregate") if total is None else None
     f = float
-    kernel = _pulse_agg_warp if BLOCK_REDUCE else _pulse_agg
-    _launch(kernel, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
+    _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
             f(inv_step), f(t2), rowsum, counter.array() if counter else total)
     return counter.read() if counter else total
@@ -1316,23 +1283,9 @@ def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, 
 
 
 @cuda.jit
-def _refresh_warp(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
-                  gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum,
-                  total):
-    # the GPU's variant of _refresh (as _pulse_agg_warp)
-    j, i = cuda.grid(2)
-    delta, n = 0.0, 0
-    if i < g.shape[1] and j < g.shape[2]:
-        delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
-                                 reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
-                                 coltile, span, t2, i, j)
-    _warp_sums(rowsum, total, i, delta, n)
-
-
-@cuda.jit
 def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
              xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
-    # a thread per cell (atomics; the simulator's variant, as _pulse_agg)
+    # a thread per cell (atomics, as _pulse_agg)
     j, i = cuda.grid(2)
     if i < g.shape[1] and j < g.shape[2]:
         delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
@@ -1352,8 +1305,7 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     counter = _counter("refresh_pairs") if total is None else None
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
-    kernel = _refresh_warp if BLOCK_REDUCE else _refresh
-    _launch(kernel, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
+    _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
             int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
             np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum,
             counter.array() if counter else total)
