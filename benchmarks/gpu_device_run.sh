@@ -5,7 +5,9 @@
 #   1. environment: GPU, versions, a numba-cuda kernel on a CuPy array, ffsim's GPU backend found (else stop);
 #   2. benchmarks/bench_gpu.py: W1/W2 on pcm, ecram, ideal (ratios to a CuPy matmul), FF epochs 784-2000x4
 #      (then 30 more mini-batches of each under cProfile, PROFILE_STEPS=0 to skip: host time per launch;
-#      and the GPU time of each numba-cuda kernel of one mini-batch, replayed behind a sleeping kernel);
+#      every GPU activity of 10 mini-batches under PyTorch's profiler (GPU busy time against wall time; Chrome
+#      traces timeline_PROFILE.json); and the GPU time of each numba-cuda kernel of one mini-batch, replayed
+#      behind a sleeping kernel);
 #   3. the 4x2000 / 60-epoch reproduction on `ideal` (the settings of experiments/ff_mnist.sh ideal-4x2000) on
 #      the GPU backend, in the background, while tests/test_gpu_backend.py runs (its real-GPU tests; CPU-heavy,
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
@@ -81,7 +83,7 @@ cat "$OUTD/device.log"
 
 echo "== bench ($(left) s left)"
 timeout 200 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
-  --ff pcm --ff ideal --ff-max-seconds 45 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times \
+  --ff pcm --ff ideal --ff-max-seconds 45 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times --gpu-timeline "$OUTD" \
   --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"
 if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, for comparison
