@@ -194,8 +194,14 @@ def layer_weights(net, weight_source: str = "auto") -> list[tuple[np.ndarray, np
             if getattr(store, "W", None) is None:
                 raise ValueError(f"weight_source 'float': layer {k} keeps no float weights (mode {store.mode!r})")
             W = store.W
-        out.append((np.asarray(W, dtype=np.float64), np.asarray(layer.b, dtype=np.float64)))
+        out.append((_host(net, W).astype(np.float64), _host(net, layer.b).astype(np.float64)))
     return out
+
+
+def _host(net, a) -> np.ndarray:
+    """``a`` as a numpy array: a network on the GPU backend keeps its weights and embeddings on the device."""
+    bk = getattr(net, "backend", None)
+    return np.asarray(bk.to_host(a) if bk is not None else a)
 
 
 def _label_rows(net) -> np.ndarray:
@@ -234,9 +240,10 @@ def _encode(net, x: np.ndarray, cfg: SpikingConfig, rng: np.random.Generator | N
     n, C = len(x), net.num_classes
     labels = np.tile(np.arange(C), n)
     imgs = np.repeat(x, C, axis=0)
-    embedded = net.embed(imgs, net.onehot(labels))
+    onehot = _host(net, net.onehot(labels))
+    embedded = _host(net, net.embed(imgs, onehot))
     intens = embedded.astype(np.float64)
-    intens[:, _label_rows(net)] = net.onehot(labels)
+    intens[:, _label_rows(net)] = onehot
     if cfg.encoding == "latency":
         # every input that spikes delivers its full weight whatever its intensity: the layer's input is the
         # embedded input with each spiking pixel at 1 (label pixels as embedded: their weights carry the

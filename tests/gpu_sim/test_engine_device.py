@@ -164,3 +164,39 @@ def test_bp_train_step_stays_on_the_device(strict_gpu, mode, profile):
         assert isinstance(gpu.layers[0].store.W, Device)
     x, y = _data()
     _assert_same(cpu, gpu, x, y)
+
+
+@pytest.mark.parametrize("mode", ["ideal", "insitu"])
+def test_spiking_evaluation_of_a_network_on_the_device(strict_gpu, mode):
+    """The spiking twin of a network whose weights and engine live on the device (CuPy arrays on a GPU)
+    reads them through the backend and scores as the CPU network's twin does."""
+    from ffsim.spiking.ff_bridge import SpikingConfig, evaluate_spiking, layer_weights
+
+    kw = {"profile": "pcm", "profile_overrides": PCM_TINY} if mode == "insitu" else {}
+    cpu, gpu = _models(strict_gpu, mode=mode, **kw)
+    x, y = _data(n=3)
+    x = x / x.max()
+    for (wc, bc), (wg, bg) in zip(layer_weights(cpu), layer_weights(gpu), strict=True):
+        assert type(wg) is np.ndarray and type(bg) is np.ndarray
+        if mode == "ideal":  # a chip's read_weights is a fresh noisy measurement on each
+            np.testing.assert_array_equal(wg, wc)
+        np.testing.assert_array_equal(bg, bc)
+    cfg = SpikingConfig(threshold_drive=0.1, tau_s=1e-3, weight_source="float" if mode == "ideal" else "auto")
+    ev_c, ev_g = evaluate_spiking(cpu, x, y, cfg), evaluate_spiking(gpu, x, y, cfg)
+    assert type(ev_g.spike_scores) is np.ndarray
+    np.testing.assert_array_equal(ev_g.analog_scores, ev_c.analog_scores)
+    if mode == "ideal":
+        np.testing.assert_array_equal(ev_g.spike_scores, ev_c.spike_scores)
+
+
+def test_recurrent_spiking_evaluation_of_a_network_on_the_device(strict_gpu):
+    from ffsim.spiking.ff_bridge import SpikingConfig
+    from ffsim.spiking.recurrent import evaluate_spiking_recurrent
+
+    cpu, gpu = _models(strict_gpu, model="ff-recurrent", recurrent_iters=2, recurrent_eval_iters=(1, 2))
+    x, y = _data(n=2)
+    x = x / x.max()
+    cfg = SpikingConfig(threshold_drive=0.1, tau_s=1e-3, encoding="latency")
+    ev_c, ev_g = evaluate_spiking_recurrent(cpu, x, y, cfg), evaluate_spiking_recurrent(gpu, x, y, cfg)
+    np.testing.assert_array_equal(ev_g.spike_scores, ev_c.spike_scores)
+    np.testing.assert_array_equal(ev_g.analog_scores, ev_c.analog_scores)
