@@ -43,8 +43,8 @@ def _data(n=40, side=4, seed=0):
     return x, y
 
 
-def _models(monkeypatch, **kw):
-    cfg = FFConfig(layers=(7, 6), batch_size=6, seed=3, **kw)
+def _models(monkeypatch, seed=3, **kw):
+    cfg = FFConfig(layers=(7, 6), batch_size=6, seed=seed, **kw)
     monkeypatch.setenv(ENV_VAR, "cpu")
     cpu = build_model(cfg, 16, 10)
     monkeypatch.setenv(ENV_VAR, "gpu")
@@ -200,3 +200,22 @@ def test_recurrent_spiking_evaluation_of_a_network_on_the_device(strict_gpu):
     ev_c, ev_g = evaluate_spiking_recurrent(cpu, x, y, cfg), evaluate_spiking_recurrent(gpu, x, y, cfg)
     np.testing.assert_array_equal(ev_g.spike_scores, ev_c.spike_scores)
     np.testing.assert_array_equal(ev_g.analog_scores, ev_c.analog_scores)
+
+
+@pytest.mark.parametrize("mode", ["insitu", "hybrid"])
+def test_mortal_weight_copy_on_the_device(strict_gpu, mode):
+    """Weight copy from one chip network into another (read back, programmed) with both on the device:
+    the student ends as the CPU student does, bit for bit."""
+    from ffsim.mortal.transfer import copy_weights
+
+    kw = {"mode": mode, "profile": "pcm", "profile_overrides": PCM_TINY}
+    (cpu_t, gpu_t), (cpu_s, gpu_s) = _models(strict_gpu, **kw), _models(strict_gpu, seed=4, **kw)
+    x, y = _data()
+    _steps(cpu_t, x, y)
+    _steps(gpu_t, x, y)
+    copy_weights(cpu_t, cpu_s)
+    copy_weights(gpu_t, gpu_s)
+    st_cpu, st_gpu = cpu_s.state(), gpu_s.state()
+    for k, v in st_cpu.items():
+        np.testing.assert_array_equal(st_gpu[k], v, err_msg=k)
+    np.testing.assert_array_equal(gpu_s.predict_softmax(x[:4]), cpu_s.predict_softmax(x[:4]))
