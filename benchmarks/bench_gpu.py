@@ -6,6 +6,10 @@
   batch 256, the inputs of benchmarks/bench_crossbar.py, already on the device).
 * The FF training epoch of issue 6: MNIST 784-2000x4, batch 100, ``pcm`` in-situ, 600 mini-batches
   (target <= 1.0 s/epoch on an H100; a faithful PyTorch FF without device simulation: 3.25 s/epoch).
+* Optional diagnostics of an FF step: ``--profile-steps N`` (cProfile: host time per call),
+  ``--gpu-timeline [DIR]`` (every kernel, copy and memset of 10 mini-batches recorded by CUPTI through
+  PyTorch's profiler: GPU busy time against wall time, by kernel; needs PyTorch) and ``--kernel-times``
+  (each numba-cuda launch of one mini-batch replayed alone behind a sleeping kernel).
 
 Run on the GPU machine:
 
