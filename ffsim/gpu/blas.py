@@ -9,9 +9,10 @@ fixed stride apart, so all the full tiles of a pass are one ``cublasSgemmStrided
 :func:`gemm_params` works out the cuBLAS arguments of ``out[t] = a_t @ b_t`` (row-major ``out = a @ b`` is
 column-major ``outᵀ = bᵀ aᵀ``) from the arrays' strides alone; it is plain Python, checked on the CPU
 against an emulation of the column-major routine (``tests/test_gpu_blas.py``).  :func:`tile_gemms` and
-:func:`matmul` call cuBLAS with them.  The first call in a process is compared with ``cupy.matmul`` on its
-own operands (the two need not round alike: within 1e-4 of the output's scale); a difference, or any
-error, turns the direct path off for the process with a warning, and CuPy computes from then on.
+:func:`matmul` call cuBLAS with them.  The first call of each layout (shapes and strides: the forward and
+the transposed read of a chip are different layouts) is compared with ``cupy.matmul`` on its own operands
+(the two need not round alike: within 1e-4 of the output's scale); a difference, or any error, turns the
+direct path off for the process with a warning, and CuPy computes from then on.
 ``FFSIM_GPU_DIRECT_BLAS=0`` turns it off from the start.
 """
 
@@ -24,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 ENABLED = os.environ.get("FFSIM_GPU_DIRECT_BLAS", "1") != "0"
-_checked = False
+_verified: set = set()  # the layouts (shapes, strides) whose direct call has been compared with CuPy
 _ONE = np.ones(1, np.float32)
 _ZERO = np.zeros(1, np.float32)
 OP_N, OP_T = 0, 1  # cublasOperation_t
@@ -105,11 +106,11 @@ def _usable(*arrays) -> bool:
     return ENABLED and all(x.dtype == np.float32 and x.ndim >= 2 for x in arrays)
 
 
-def _first_check(run_direct, run_cupy, out) -> None:
-    """Run the direct call once against CuPy on the same operands (``out`` ends with CuPy's result);
-    keep the direct path only if they agree."""
-    global ENABLED, _checked
-    _checked = True
+def _first_check(key, run_direct, run_cupy, out) -> None:
+    """Run a layout's first direct call against CuPy on the same operands (``out`` ends with CuPy's
+    result); keep the direct path only if they agree."""
+    global ENABLED
+    _verified.add(key)
     try:
         run_direct()
         got = out.copy()
@@ -132,8 +133,9 @@ def matmul(a, b, out) -> None:
     p = gemm_params(a.shape, _elems(a), b.shape, _elems(b), out.shape, _elems(out)) if _usable(a, b, out) else None
     if p is None:
         cupy.matmul(a, b, out=out)
-    elif not _checked:
-        _first_check(lambda: _call(p, a.data.ptr, b.data.ptr, out.data.ptr), lambda: cupy.matmul(a, b, out=out), out)
+    elif p not in _verified:
+        _first_check(p, lambda: _call(p, a.data.ptr, b.data.ptr, out.data.ptr), lambda: cupy.matmul(a, b, out=out),
+                     out)
     else:
         _call(p, a.data.ptr, b.data.ptr, out.data.ptr)
 
@@ -186,7 +188,7 @@ def tile_gemms(x, M, out, in_tiles) -> None:
         for q, ao, bo, oo in calls:
             _call(q, px + 4 * ao, pm + 4 * bo, po + 4 * oo)
 
-    if not _checked:
-        _first_check(direct, by_cupy, out)
+    if key not in _verified:
+        _first_check(key, direct, by_cupy, out)
     else:
         direct()
