@@ -635,6 +635,24 @@ def _row_abs_max(M, b, nan_on, sh):
     return sh[0]
 
 
+@cuda.jit(device=True)
+def _dac_part(x, b, s, bits, want_sq, xq, xq2, start, step):
+    """Convert entries start, start + step, ... of row ``b`` with the row's scale ``s`` (the CPU kernel's
+    arithmetic: a division, clipping to [-1, 1], rounding to 2^(bits-1) - 1 levels per side)."""
+    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
+    for i in range(start, x.shape[1], step):
+        v = np.float32(x[b, i] / s)
+        if bits > 0:
+            if v > 1.0:
+                v = np.float32(1.0)
+            elif v < -1.0:
+                v = np.float32(-1.0)
+            v = np.float32(_rintf(np.float32(v * lev)) / lev)
+        xq[b, i] = v
+        if want_sq:
+            xq2[b, i] = np.float32(v * v)
+
+
 @cuda.jit
 def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     # one block per row: its scale (the row's max |x| under noise management), then its conversion
@@ -646,18 +664,7 @@ def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
         s = m if m > 0 else np.float32(1.0)
     if cuda.threadIdx.x == 0:
         scale[b] = s
-    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
-    for i in range(cuda.threadIdx.x, x.shape[1], _TR):
-        v = np.float32(x[b, i] / s)
-        if bits > 0:
-            if v > 1.0:
-                v = np.float32(1.0)
-            elif v < -1.0:
-                v = np.float32(-1.0)
-            v = np.float32(_rintf(np.float32(v * lev)) / lev)
-        xq[b, i] = v
-        if want_sq:
-            xq2[b, i] = np.float32(v * v)
+    _dac_part(x, b, s, bits, want_sq, xq, xq2, cuda.threadIdx.x, _TR)
 
 
 @cuda.jit
@@ -675,18 +682,7 @@ def _dac_rows(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
                 m = a
         s = m if m > 0 else np.float32(1.0)
     scale[b] = s
-    lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
-    for i in range(x.shape[1]):
-        v = np.float32(x[b, i] / s)
-        if bits > 0:
-            if v > 1.0:
-                v = np.float32(1.0)
-            elif v < -1.0:
-                v = np.float32(-1.0)
-            v = np.float32(_rintf(np.float32(v * lev)) / lev)
-        xq[b, i] = v
-        if want_sq:
-            xq2[b, i] = np.float32(v * v)
+    _dac_part(x, b, s, bits, want_sq, xq, xq2, 0, 1)
 
 
 def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale) -> None:
