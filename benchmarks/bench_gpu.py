@@ -179,12 +179,13 @@ def gpu_timeline(model, x, y, batch: int, rng, steps: int = 10, trace: str | Non
 
 
 def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100,
-             max_seconds: float = float("inf"), profile_steps: int = 0) -> tuple[float, int, str]:
+             max_seconds: float = float("inf"), profile_steps: int = 0, label: str = "") -> tuple[float, int, str]:
     """Seconds per 600-mini-batch epoch of ``model.train_step`` on the GPU (after one warm-up step that
     compiles the kernels), from ``batches`` timed mini-batches, or fewer if ``max_seconds`` runs out
     (the figure is then scaled from the mini-batches done; both are reported).  With ``profile_steps``,
     that many more steps run under cProfile afterwards and the top of the profile (by own time) is
-    returned as text (host time per call of each function: what launches and transfers cost)."""
+    returned as text (host time per call of each function: what launches and transfers cost).  ``label``
+    (default: the profile) names the run in the diagnostics."""
     from ffsim.data import load_mnist
     from ffsim.ff import FFConfig
     from ffsim.ff.trainer import build_model
@@ -212,6 +213,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
                 break
     sync()
     seconds = (time.perf_counter() - t0) * 600 / done
+    label = label or profile
     text = ""
     if profile_steps:
         import cProfile
@@ -227,16 +229,16 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
-        text = f"cProfile of {profile_steps} mini-batches ({profile} {mode}):\n{buf.getvalue()}"
+        text = f"cProfile of {profile_steps} mini-batches ({label} {mode}):\n{buf.getvalue()}"
     if TIMELINE:
         try:
-            tl = gpu_timeline(model, x, y, batch, rng, trace=TIMELINE.get("trace", {}).get(profile))
+            tl = gpu_timeline(model, x, y, batch, rng, trace=TIMELINE.get("trace", {}).get(label))
         except Exception as e:  # noqa: BLE001 - as above
-            lines = [f"GPU timeline ({profile} {mode}) failed: {type(e).__name__}: {e}"]
-            TIMELINE[profile] = {"error": lines[0]}
+            lines = [f"GPU timeline ({label} {mode}) failed: {type(e).__name__}: {e}"]
+            TIMELINE[label] = {"error": lines[0]}
         else:
-            TIMELINE[profile] = tl
-            lines = [f"GPU timeline of {tl['steps']} mini-batches ({profile} {mode}): wall "
+            TIMELINE[label] = tl
+            lines = [f"GPU timeline of {tl['steps']} mini-batches ({label} {mode}): wall "
                      f"{tl['wall_ms_per_step']:.3f} ms/step (under the profiler), GPU busy "
                      f"{tl['gpu_busy_ms_per_step']:.3f} ms/step, {tl['activities_per_step']:.0f} GPU activities/step"]
             lines += [f"  {ms:8.3f} ms {n:6.1f}x  {name}" for name, n, ms in tl["by_name"][:40]]
@@ -245,13 +247,13 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
         try:
             times = kernel_times(model, x, y, batch, rng)
         except Exception as e:  # noqa: BLE001 - a failed extra measurement must not lose the epoch's
-            lines = [f"kernel times ({profile} {mode}) failed: {type(e).__name__}: {e}"]
-            KERNEL_TIMES[profile] = {"error": lines[0]}
+            lines = [f"kernel times ({label} {mode}) failed: {type(e).__name__}: {e}"]
+            KERNEL_TIMES[label] = {"error": lines[0]}
         else:
             total = sum(ms for _, ms in times.values())
-            lines = [f"GPU time of the numba-cuda kernels of one mini-batch ({profile} {mode}): {total:.3f} ms"]
+            lines = [f"GPU time of the numba-cuda kernels of one mini-batch ({label} {mode}): {total:.3f} ms"]
             lines += [f"  {name:<16} {n:4d} launches {ms:8.3f} ms" for name, (n, ms) in times.items()]
-            KERNEL_TIMES[profile] = {"total_ms": total, "by_kernel": times}
+            KERNEL_TIMES[label] = {"total_ms": total, "by_kernel": times}
         text = "\n".join([text, *lines]) if text else "\n".join(lines)
     return seconds, done, text
 
@@ -280,6 +282,9 @@ def main() -> int:
     ap.add_argument("--gpu-timeline", metavar="DIR", nargs="?", const="",
                     help="after each FF epoch, every GPU activity of 10 mini-batches under PyTorch's profiler "
                          "(CUPTI): GPU busy time vs wall time, by kernel; with DIR, the Chrome traces go there")
+    ap.add_argument("--ff-single-pass", action="store_true",
+                    help="time each FF epoch again with the sparse updates in one pass over all cells "
+                         "(ffsim.gpu.kernels.COMPACT off), diagnostics included")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -295,15 +300,15 @@ def main() -> int:
     if args.kernel_times:
         KERNEL_TIMES["on"] = True
     if args.gpu_timeline is not None:
-        TIMELINE["trace"] = ({p: f"{args.gpu_timeline}/timeline_{p}.json" for p in args.ff or []}
-                             if args.gpu_timeline else {})
+        TIMELINE["trace"] = ({lab: f"{args.gpu_timeline}/timeline_{lab.replace(' ', '_')}.json"
+                              for p in args.ff or [] for lab in (p, f"{p} single-pass")} if args.gpu_timeline else {})
 
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
-    out = {"device": name, "view_cache": kernels.CACHE_VIEWS, "fast_launch": kernels.FAST_LAUNCH, "crossbar": [],
-           "ff": []}
+    out = {"device": name, "view_cache": kernels.CACHE_VIEWS, "fast_launch": kernels.FAST_LAUNCH,
+           "compact": kernels.COMPACT, "crossbar": [], "ff": []}
     print(f"device: {name}; numba views of CuPy arguments cached: {kernels.CACHE_VIEWS}; "
-          f"fast launch: {kernels.FAST_LAUNCH}")
+          f"fast launch: {kernels.FAST_LAUNCH}; sparse updates listed first: {kernels.COMPACT}")
     print("| profile | W1 ffsim (ms) | W1 CuPy (ms) | W1 ratio | W2 ffsim (ms) | W2 CuPy (ms) | W2 ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for prof in args.profile or ["pcm"]:
@@ -311,19 +316,26 @@ def main() -> int:
         out["crossbar"].append(r)
         print(f"| {prof} | {r['W1_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}x** | {r['W2_ms']:.2f} | "
               f"{r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}x** |")
-    for prof in args.ff or []:
+    compact = kernels.COMPACT
+    runs = [(p, compact) for p in args.ff or []]
+    if args.ff_single_pass and compact:
+        runs += [(p, False) for p in args.ff or [] if p != "ideal"]  # (ideal has no pulse update)
+    for prof, listed in runs:
         set_default_backend("gpu")
+        kernels.COMPACT = listed
         mode = "ideal" if prof == "ideal" else "insitu"
+        lab = prof if listed == compact else f"{prof} single-pass"
         s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
-                                 max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps)
-        out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode,
+                                 max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps, label=lab)
+        out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode, "compact": listed,
                           "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {}),
-                          **({"kernel_times": KERNEL_TIMES[prof]} if prof in KERNEL_TIMES else {}),
-                          **({"gpu_timeline": TIMELINE[prof]} if prof in TIMELINE else {})})
+                          **({"kernel_times": KERNEL_TIMES[lab]} if lab in KERNEL_TIMES else {}),
+                          **({"gpu_timeline": TIMELINE[lab]} if lab in TIMELINE else {})})
         if text:
             print(text, flush=True)
-        print(f"FF 784-2000x4, batch 100, {prof} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
+        print(f"FF 784-2000x4, batch 100, {lab} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
+    kernels.COMPACT = compact
     out["fast_launch_stats"] = kernels.fast_launch_stats()
     print("fast launch:", out["fast_launch_stats"])
     if args.json:

@@ -9,11 +9,13 @@ CPU kernel             twin                                   threads
 ``ir_loads``           :func:`ir_loads`                       one per wire and tile
 ``column_sums``        :func:`column_sums`                    one per column
 ``program_masked``     :func:`program_masked`                 one per cell; counts by atomics
-``pulse_aggregate``    :func:`pulse_aggregate`                one per cell; counts by atomics
+``pulse_aggregate``    :func:`pulse_aggregate`                one per cell picks, one per pulsed cell
+                                                             pulses (``COMPACT``); counts by atomics
 ``pulse_exact``        :func:`pulse_exact`                    trains per (b, i); then per cell, sample by sample
 ``pulse_maxima``       :func:`pulse_maxima`                   one per row
 ``pulse_factors``      :func:`pulse_factors`                  one per entry
-``refresh_pairs``      :func:`refresh_pairs`                  one per cell; counts by atomics
+``refresh_pairs``      :func:`refresh_pairs`                  one per cell picks, one per pair above the
+                                                             threshold resets (``COMPACT``); atomics
 ``_smoothed_step``     :func:`smoothed_step`                  one per weight (the float store's step)
 =====================  =====================================  ====================================
 
@@ -1032,16 +1034,31 @@ def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly
 
 
 @cuda.jit(device=True)
+def _pulse_count(Etot, key, i, j):
+    """Cell (i, j)'s number of pulses in :func:`_pulse_agg` (its Poisson draw)."""
+    lam = np.float32(Etot[i, j])
+    if lam <= 0.0:
+        return 0
+    return poisson_at(key, np.uint64(i * Etot.shape[1] + j), lam)
+
+
+@cuda.jit(device=True)
 def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
                     coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j):
     """Cell (i, j) of :func:`_pulse_agg`: its pulses; returns (its devices' conductance change, pulses)."""
-    lam = np.float32(Etot[i, j])
-    if lam <= 0.0:
-        return 0.0, 0
-    c = np.uint64(i * Etot.shape[1] + j)
-    n = poisson_at(key, c, lam)
+    n = _pulse_count(Etot, key, i, j)
     if n == 0:
         return 0.0, 0
+    return _pulse_n_cell(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c,
+                         ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
+
+
+@cuda.jit(device=True)
+def _pulse_n_cell(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                  coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j):
+    """The ``n`` > 0 pulses of cell (i, j); returns (its devices' conductance change, device pulses)."""
+    lam = np.float32(Etot[i, j])
+    c = np.uint64(i * Etot.shape[1] + j)
     ck = mix64(np.uint64(key) ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
     pu = 0.5 * (1.0 + np.float64(np.float32(Enet[i, j] / lam)))
     s0 = 0.0
@@ -1086,10 +1103,118 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     n_in, n_out = Etot.shape
     counter = _counter("pulse_aggregate") if total is None else None
     f = float
-    _launch(_pulse_agg, _g2(n_in, n_out), _T2, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode),
-            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
-            f(inv_step), f(t2), rowsum, counter.array() if counter else total)
+    args = (Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode), np.uint64(key), bool(cache_on), Wc,
+            S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut, f(inv_step), f(t2), rowsum,
+            counter.array() if counter else total)
+    if COMPACT:
+        count, cells, counts = _zero_count(), _device_empty(n_in * n_out, _cell_dtype(n_in * n_out)), \
+            _device_empty(n_in * n_out, np.int32)
+        _launch(_pulse_pick, _g2(n_in, n_out), _T2, Etot, np.uint64(key), count, cells, counts)
+        _launch(_pulse_listed, _list_grid(n_in * n_out), (_T1,), count, cells, counts, *args)
+    else:
+        _launch(_pulse_agg, _g2(n_in, n_out), _T2, *args)
     return counter.read() if counter else total
+
+
+# Sparse updates in two launches.  An FF step's pulse updates pulse a few per cent of the cells or fewer
+# (784-2000x4 on pcm, drawn on the CPU: 0.5-5 % per layer; up to ~100 pulses in a cell) and a refresh
+# resets only the pairs above its threshold.  With a thread per cell, a warp with one busy cell runs as
+# long as that cell while its other lanes idle, so nearly every warp pays for a pulsed cell.  COMPACT
+# (the default; ``FFSIM_GPU_COMPACT=0`` for the single pass) first lists the cells to change -- a thread
+# per cell draws the cell's pulse count (the same draw) and appends (cell, count), one atomic per block
+# on a GPU (a shared-memory counter; ``BLOCK_REDUCE``) -- and then a thread per listed cell changes it
+# (a grid-stride loop over the list, whose length stays on the device).  Each cell draws the same
+# numbers either way, so the states are equal to the single pass's and to the CPU's.
+COMPACT = os.environ.get("FFSIM_GPU_COMPACT", "1") != "0"
+_LIST_BLOCKS = 2048  # blocks of _T1 threads that walk a list (an H100/H200 holds 132 SMs x 16 such blocks)
+
+
+def _cell_dtype(n_cells: int):
+    return np.int32 if n_cells < 2**31 else np.int64
+
+
+def _list_grid(n: int) -> tuple[int]:
+    return (max(1, min(-(-n // _T1), _LIST_BLOCKS)),)
+
+
+def _device_empty(n: int, dtype):
+    """An uninitialized 1-D device array (CuPy's pool on a GPU, a numba array in the simulator)."""
+    if not SIMULATED and _cupy_type():
+        import cupy
+
+        return cupy.empty(n, dtype=dtype)
+    return cuda.device_array(n, dtype=dtype)
+
+
+_zero_blocks = threading.local()
+
+
+def _zero_count():
+    """A zeroed 1-element int64 device array for a list's length, cut from a zeroed block of 256 (one
+    allocation and fill per 256 lists; each element is used once, so no launch waits for a reset)."""
+    blk, nxt = getattr(_zero_blocks, "cur", (None, 0))
+    if blk is None or nxt == blk.shape[0]:
+        blk, nxt = _device_zeros((256,), np.int64), 0
+    _zero_blocks.cur = (blk, nxt + 1)
+    return blk[nxt:nxt + 1]
+
+
+@cuda.jit(device=True)
+def _list_slot(pick, count, sh):
+    """The list index of this thread's entry, -1 where it appends none.  Every thread of the block calls
+    it: with ``BLOCK_REDUCE`` the block counts its entries in shared memory and reserves them by one global
+    atomic; otherwise one atomic per entry (the simulator, whose barriers are slow)."""
+    if BLOCK_REDUCE:
+        first = cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0
+        if first:
+            sh[0] = 0
+        cuda.syncthreads()
+        k = np.int64(0)
+        if pick:
+            k = cuda.atomic.add(sh, 0, np.int64(1))
+        cuda.syncthreads()
+        if first:
+            sh[1] = cuda.atomic.add(count, 0, sh[0])
+        cuda.syncthreads()
+        if pick:
+            return sh[1] + k
+        return np.int64(-1)
+    if pick:
+        return np.int64(cuda.atomic.add(count, 0, np.int64(1)))
+    return np.int64(-1)
+
+
+@cuda.jit
+def _pulse_pick(Etot, key, count, cells, counts):
+    sh = cuda.shared.array(2, np.int64)
+    j, i = cuda.grid(2)
+    n = 0
+    if i < Etot.shape[0] and j < Etot.shape[1]:
+        n = _pulse_count(Etot, key, i, j)
+    k = _list_slot(n > 0, count, sh)
+    if 0 <= k < cells.shape[0]:  # (a launch replayed on a list already filled writes nothing)
+        cells[k] = i * Etot.shape[1] + j
+        counts[k] = n
+
+
+@cuda.jit
+def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
+                  Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+    n_out = Etot.shape[1]
+    m = _min(count[0], cells.shape[0])
+    k = cuda.grid(1)
+    while k < m:
+        c = np.int64(cells[k])
+        i = c // n_out
+        j = c - i * n_out
+        delta, pulses = _pulse_n_cell(np.int64(counts[k]), Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R,
+                                      mode, key, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
+                                      t2, i, j)
+        if delta != 0.0:
+            cuda.atomic.add(rowsum, i, delta)
+        if pulses != 0:
+            cuda.atomic.add(total, 0, pulses)
+        k += cuda.gridsize(1)
 
 
 _factor = cuda.jit(device=True)(_pulse_cpu._factor_py)
@@ -1301,11 +1426,49 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     counter = _counter("refresh_pairs") if total is None else None
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
-    _launch(_refresh, _g2(n_in, n_out), _T2, g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n,
-            int(levels), f(thr), f(reset_n), f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor),
-            np.uint64(key), bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum,
-            counter.array() if counter else total)
+    args = (g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n, int(levels), f(thr), f(reset_n),
+            f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor), np.uint64(key), bool(cache_on), Wc,
+            S2c, ref, int(coltile), f(span), f(t2), rowsum, counter.array() if counter else total)
+    if COMPACT:  # the pairs above the threshold listed first (see COMPACT)
+        count, cells = _zero_count(), _device_empty(n_in * n_out, _cell_dtype(n_in * n_out))
+        _launch(_refresh_pick, _g2(n_in, n_out), _T2, g, stuck, f(thr), count, cells)
+        _launch(_refresh_listed, _list_grid(n_in * n_out), (_T1,), count, cells, *args)
+    else:
+        _launch(_refresh, _g2(n_in, n_out), _T2, *args)
     return counter.read() if counter else total
+
+
+@cuda.jit
+def _refresh_pick(g, stuck, thr, count, cells):
+    sh = cuda.shared.array(2, np.int64)
+    j, i = cuda.grid(2)
+    pick = False
+    if i < g.shape[1] and j < g.shape[2]:  # the cells that _refresh_cell does not return from at once
+        pick = stuck[0, i, j] == 0 and stuck[1, i, j] == 0 and not (g[0, i, j] <= thr and g[1, i, j] <= thr)
+    k = _list_slot(pick, count, sh)
+    if 0 <= k < cells.shape[0]:
+        cells[k] = i * g.shape[2] + j
+
+
+@cuda.jit
+def _refresh_listed(count, cells, g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
+                    reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span,
+                    t2, rowsum, total):
+    n_out = g.shape[2]
+    m = _min(count[0], cells.shape[0])
+    k = cuda.grid(1)
+    while k < m:
+        c = np.int64(cells[k])
+        i = c // n_out
+        j = c - i * n_out
+        delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
+                                 reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
+                                 coltile, span, t2, i, j)
+        if delta != 0.0:
+            cuda.atomic.add(rowsum, i, delta)
+        if n != 0:
+            cuda.atomic.add(total, 0, n)
+        k += cuda.gridsize(1)
 
 
 def namespace() -> SimpleNamespace:

@@ -178,3 +178,30 @@ def test_row_maxima_and_dac_twins_on_long_rows_zeros_and_nan(block, monkeypatch)
             TWINS.dac_convert(X, abs_max, bits, np.float32(1.5), True, *b)
             for u, v in zip(a, b, strict=True):
                 np.testing.assert_array_equal(v, u)
+
+
+SPARSE_KERNELS = {"pulse_aggregate", "refresh_pairs"}
+
+
+@pytest.mark.parametrize(("compact", "block"), [(True, True), (False, False), (False, True)])
+def test_sparse_update_variants_replay_crossbar_calls_exactly(compact, block, monkeypatch):
+    """The pulse update and the refresh in their other variants (``ffsim.gpu.kernels.COMPACT``: listed cells
+    or one pass over all; ``BLOCK_REDUCE``: list slots reserved per block or per entry) against the CPU
+    kernels.  The lists are walked by one block of threads, fewer than their entries (the grid-stride loop)."""
+    from ffsim.gpu import kernels as gk
+
+    monkeypatch.setattr(gk, "COMPACT", compact)
+    monkeypatch.setattr(gk, "BLOCK_REDUCE", block)
+    monkeypatch.setattr(gk, "_LIST_BLOCKS", 1)
+    calls = [(k, a) for k, a in _record("pcm", 0.0, "aggregate") if k in SPARSE_KERNELS]
+    assert {k for k, _ in calls} == SPARSE_KERNELS
+    changed = []  # cells whose conductances the CPU kernel changed, per call
+    for k, args in calls:
+        a = [_copy(v) for v in args]
+        g = a[2] if k == "pulse_aggregate" else a[0]
+        before = g.copy()
+        getattr(CPU, k)(*a)
+        changed.append(int(np.any(g != before, axis=0).sum()))
+    # more listed cells than the list's threads (_T1 in the simulator); a refresh of some pairs, not all
+    assert changed[0] > gk._T1 and 0 < changed[1] < 9 * 7, changed
+    _replay(calls)

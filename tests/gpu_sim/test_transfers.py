@@ -25,9 +25,11 @@ _spec.loader.exec_module(opcount)
     # counting the pulse and refresh counts read back through numba; counting them, before they stayed on the
     # device and the update's prologue was fused (``pulse_maxima`` / ``pulse_factors``): pcm 5, 13, 0, 77, 250;
     # before the layers' updates went together (``Crossbar.pulse_updates``): pcm 5, 5, 0, 85, 202; before the DAC
-    # was one launch and a pass's read charge one kernel (``read_charge``): pcm 2, 2, 0, 85, 203)
+    # was one launch and a pass's read charge one kernel (``read_charge``): pcm 2, 2, 0, 85, 203; before the pulse
+    # update and the refresh listed their cells first, two launches each (``ffsim.gpu.kernels.COMPACT``):
+    # pcm 2, 2, 0, 85, 155)
     ("ideal", "ideal", (1, 1, 0, 49, 66)),
-    ("pcm", "insitu", (2, 2, 0, 85, 163)),
+    ("pcm", "insitu", (2, 2, 0, 93, 155)),
 ])
 def test_transfers_and_launches_per_ff_step(profile, mode, most):
     r = opcount.count_step(profile, mode, 4, width=8, steps=1)
