@@ -304,7 +304,7 @@ def test_deferred_read_charge_adds_up_as_the_immediate_one():
         downloads.append(len(a))
         return np.asarray(a)
 
-    xp = SimpleNamespace(stack=np.stack, asnumpy=asnumpy)
+    xp = SimpleNamespace(concatenate=np.concatenate, asnumpy=asnumpy)
     rng = np.random.default_rng(5)
     values = rng.random(2500) * 1e-3
     now, later = OpCounter(read_charge_S_s=0.25), OpCounter(read_charge_S_s=0.25)
@@ -327,15 +327,15 @@ def test_deferred_read_charge_adds_up_as_the_immediate_one():
 
 
 def test_deferred_counts_settle_in_one_transfer_with_the_cpu_arithmetic():
-    """On the GPU an update's pulse count and a refresh's pair count stay on the device: the counter settles
-    them with the read charges in one transfer when a count is read, each with its per-call arithmetic
-    (a refresh's write-verify pulses rounded per call, as the CPU does); the chip's own increments
-    (``OpCounter.add``) settle nothing."""
+    """On the GPU an update's pulse and slot counts and a refresh's pair count stay on the device: the
+    counter settles them with the read charges in one transfer when a count is read, each with its per-call
+    arithmetic (a refresh's write-verify pulses rounded per call, as the CPU does); the chip's own
+    increments (``OpCounter.add``) settle nothing."""
     import functools
     from types import SimpleNamespace
 
     from ffsim.crossbar import OpCounter
-    from ffsim.crossbar.crossbar import _pulse_counts, _refresh_counts
+    from ffsim.crossbar.crossbar import _refresh_counts, _update_counts
 
     downloads = []
 
@@ -343,7 +343,7 @@ def test_deferred_counts_settle_in_one_transfer_with_the_cpu_arithmetic():
         downloads.append(len(a))
         return np.asarray(a)
 
-    xp = SimpleNamespace(stack=np.stack, asnumpy=asnumpy)
+    xp = SimpleNamespace(concatenate=np.concatenate, asnumpy=asnumpy)
     now, later = OpCounter(), OpCounter()
     refresh = functools.partial(_refresh_counts, 2.4)  # 4.4 pulses per pair: rounding per call differs
     for n_pulses, n_pairs, charge in [(7, 3, 0.5), (11, 0, 0.25), (2**40 + 3, 1, 0.125)]:
@@ -351,14 +351,15 @@ def test_deferred_counts_settle_in_one_transfer_with_the_cpu_arithmetic():
             c.add(cell_reads=100, macs=400)
         now.read_charge_S_s += charge * 30.0
         later.defer(xp, np.float64(charge), 30.0)
-        now.add(**_pulse_counts(n_pulses))
-        later.defer_counts(xp, np.array([n_pulses], np.int64), _pulse_counts)
+        now.add(**_update_counts(n_pulses, 5 * n_pairs + 1))
+        later.defer_counts(xp, np.array([n_pulses, 5 * n_pairs + 1], np.int64), _update_counts)
         now.add(**refresh(n_pairs))
         later.defer_counts(xp, np.array([n_pairs], np.int64), refresh)
     assert downloads == []  # add() and defer*() crossed nothing
     assert later.device_pulses == now.device_pulses == 2**40 + 21 + 13 + 4  # not + round(4 * 4.4) = 18
-    assert downloads == [9]  # all nine pending values in one transfer
+    assert downloads == [12]  # all twelve pending values in one transfer
     assert later.as_dict() == now.as_dict() and now.cell_reads == 300 + 2 * 4 and now.adc_conversions == 8
+    assert now.update_slots == 5 * 4 + 3
 
 
 def test_pulse_updates_together_equal_one_by_one_and_check_all_first():

@@ -180,7 +180,8 @@ def _ptx_signatures():
     lists = (A(i64, 1), A(types.int32, 1))
     sig.update(_pulse_pick=(A(f32, 2), u64) + lists + (A(types.int32, 1),),
                _pulse_listed=lists + (A(types.int32, 1),) + sig["_pulse_agg"],
-               _refresh_pick=(A(f32, 3), A(i8, 3), f64) + lists, _refresh_listed=lists + sig["_refresh"])
+               _refresh_pick=(A(f32, 3), A(i8, 3), f64) + lists, _refresh_listed=lists + sig["_refresh"],
+               _plan=(A(f32, 2), f64, f64, b1, i64, A(f32, 2), A(f64, 1), A(i64, 1)))
     # the simulator's variants (ffsim.gpu.kernels.BLOCK_REDUCE) take the same arguments
     sig.update(_dac_rows=sig["_dac"], _maxima_rows=sig["_maxima"], _charge_serial=sig["_charge"])
     return sig

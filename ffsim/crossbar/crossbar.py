@@ -53,9 +53,10 @@ def tile_bounds(n: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _pulse_counts(n: int) -> dict[str, int]:
-    """What an in-situ update of ``n`` device pulses adds to the chip's counts."""
-    return {"device_pulses": n}
+def _update_counts(n: int, slots: int) -> dict[str, int]:
+    """What an in-situ update of ``n`` device pulses in trains of ``slots`` slots in all adds to the chip's
+    counts."""
+    return {"device_pulses": n, "update_slots": slots}
 
 
 def _refresh_counts(write_verify_pulses: float, n: int) -> dict[str, int]:
@@ -78,6 +79,7 @@ class _PulsePlan:
     m: object = None
     BL: np.ndarray | None = None
     coef: object = None
+    counts: object = None  # planned on the device: its pulses and the trains' slots, counted there (2 elements)
 
 
 def _move_together(plans: list[_PulsePlan], name: str, to_host: bool) -> None:
@@ -722,24 +724,44 @@ class Crossbar:
         Crossbar.pulse_updates([(self, x, d, lr)])
 
     @staticmethod
-    def pulse_updates(updates) -> None:
+    def pulse_updates(updates, nonfinite=None) -> None:
         """Several in-situ updates ``(chip, x, d, lr)``, each as :meth:`pulse_update` does it, in order.
 
         Everything is checked before any chip changes (the arguments, a profile without in-situ update,
         non-finite inputs, exact trains longer than 64 slots): an error leaves every chip as it was.  On
-        the GPU backend the per-case maxima of all the updates (which set the train lengths, on the host)
-        come back in one transfer and the trains' coefficients go up in one, instead of one each per chip:
-        the layers of an FF step update together this way (``ffsim.ff.layer.update_layers``).
+        the GPU backend the trains of the 'aggregate' updates are planned on the device (their lengths from
+        the per-case maxima, :func:`ffsim.gpu.kernels.plan_trains`, equal to the host's plan), and one
+        transfer back (a flag) tells whether an input was not finite; 'exact' updates plan on the host (the
+        maxima come back in one transfer, the coefficients go up in one).  The layers of an FF step update
+        together this way (``ffsim.ff.layer.update_layers``).
+
+        ``nonfinite``, a 1-element float64 array of the GPU backend (zero), turns that transfer off for the
+        device-planned updates: the flag is set there (1.0) and the caller reads it later and raises
+        :class:`NonFiniteInput` (the FF step reads it with its statistics: no synchronization in the middle
+        of a step).  The updates then run: cases with NaN or inf get empty trains, so no conductance
+        changes because of them, but the other cases and chips are updated.  Host-planned updates and the
+        CPU backend always check first.
         """
         plans = [chip._pulse_plan(x, d, lr) for chip, x, d, lr in updates]
         pulsed = [p for p in plans if p.kind == "pulse"]
         for p in pulsed:
             p.m = p.chip._xp.empty((2, p.xb.shape[0]), np.float32)
             p.chip._k.pulse_maxima(p.xb, p.db, p.m)
-        _move_together(pulsed, "m", to_host=True)
-        for p in pulsed:
-            p.chip._plan_trains(p)
-        _move_together(pulsed, "coef", to_host=False)
+        on_device = [p for p in pulsed if not p.chip._cpu and p.chip.pulse_mode == "aggregate"]
+        on_host = [p for p in pulsed if p not in on_device]
+        _move_together(on_host, "m", to_host=True)
+        for p in on_host:
+            p.chip._plan_trains(p)  # raises on non-finite inputs
+        flags: dict = {}  # per backend: (backend, flag)
+        for p in on_device:
+            bk = p.chip._bk
+            if nonfinite is None and id(bk) not in flags:
+                flags[id(bk)] = (bk, p.chip._slot(np.float64))
+            p.chip._plan_trains_device(p, nonfinite if nonfinite is not None else flags[id(bk)][1])
+        for bk, flag in flags.values():  # one transfer per backend
+            if float(bk.to_host(flag)[0]):
+                raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
+        _move_together(on_host, "coef", to_host=False)
         for p in plans:
             p.chip._pulse_apply(p)
 
@@ -765,7 +787,7 @@ class Crossbar:
         coefficients ``p.coef`` (rows cx, cd, √BL); raises on non-finite inputs."""
         u = self.profile.update
         lr = p.lr
-        dw_weight = self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
+        dw_weight = self._dw_weight()
         xm, dm = p.m[0].astype(np.float64), p.m[1].astype(np.float64)
         active = (xm > 0) & (dm > 0) & np.isfinite(xm) & np.isfinite(dm)
         if not np.all(np.isfinite(xm)) or not np.all(np.isfinite(dm)):
@@ -789,6 +811,20 @@ class Crossbar:
             cx = cd = np.sqrt(k)
         p.BL = BL
         p.coef = np.stack([cx.astype(np.float32), cd.astype(np.float32), np.sqrt(BL.astype(np.float32))])
+
+    def _dw_weight(self) -> float:
+        """A pulse's nominal weight change (weight units), the unit of the trains' lengths."""
+        u = self.profile.update
+        return self.w_max * u.dw_min / (self._R * self._span) * (2.0 if self._mode == 1 else 1.0)
+
+    def _plan_trains_device(self, p: _PulsePlan, flag) -> None:
+        """:meth:`_plan_trains` on the device from the maxima ``p.m`` there: ``p.coef`` (equal to the host's),
+        the slots summed into ``p.counts[1]``; ``flag[0]`` set to 1.0 where a maximum is not finite."""
+        u = self.profile.update
+        p.coef = self._xp.empty((3, p.xb.shape[0]), np.float32)
+        p.counts = self._slot(np.int64, 2)
+        self._k.plan_trains(p.m, p.lr, self._dw_weight(), u.update_management, u.max_pulses, p.coef, flag,
+                            p.counts[1:])
 
     def _pulse_apply(self, p: _PulsePlan) -> None:
         """Carry out a checked update (its trains planned, ``p.coef`` on the device)."""
@@ -830,15 +866,15 @@ class Crossbar:
                 e_net = As.T @ Cs
             if self._cpu:
                 n = self._k.pulse_aggregate(e_tot, e_net, *common)
-            else:  # the count stays on the device until the counter is read (no synchronization here)
-                n = self._count_slot()
-                self._k.pulse_aggregate(e_tot, e_net, *common, total=n)
-                self.ops.defer_counts(xp, n, _pulse_counts)
+            else:  # trains planned on the device: the counts stay there until the counter is read
+                self._k.pulse_aggregate(e_tot, e_net, *common, total=p.counts[:1])
+                self.ops.defer_counts(xp, p.counts, _update_counts)
                 n = 0
         if not cache_on:
             self._dirty = True
         self._colsum_dirty = True
-        self.ops.add(device_pulses=int(n), update_slots=int(BL.sum()))
+        if self._cpu or self.pulse_mode == "exact":  # (else both counted on the device, deferred)
+            self.ops.add(device_pulses=int(n), update_slots=int(BL.sum()))
         self._updates_since_refresh += 1
         if u.polarity == "set_only" and u.refresh_every and self._updates_since_refresh >= u.refresh_every:
             self._refresh()
@@ -848,16 +884,16 @@ class Crossbar:
         """A fresh zeroed 1-element int64 device array for a deferred count (:meth:`_slot`)."""
         return self._slot(np.int64)
 
-    def _slot(self, dtype):
-        """A fresh zeroed 1-element device array of ``dtype`` for a deferred value, cut from a block of 256
-        (one allocation per 256 values, not one per call)."""
+    def _slot(self, dtype, size: int = 1):
+        """A fresh zeroed device array of ``size`` (≤ 256) elements of ``dtype`` for deferred values, cut from
+        a block of 256 (one allocation per 256 values, not one per call)."""
         key = np.dtype(dtype).char
         blocks = self.__dict__.setdefault("_slot_blocks", {})
         blk, nxt = blocks.get(key, (None, 0))
-        if blk is None or nxt == blk.shape[0]:
+        if blk is None or nxt + size > blk.shape[0]:
             blk, nxt = self._xp.zeros(256, dtype), 0
-        blocks[key] = (blk, nxt + 1)
-        return blk[nxt:nxt + 1]
+        blocks[key] = (blk, nxt + size)
+        return blk[nxt:nxt + size]
 
     def _refresh(self) -> None:
         """'set_only' pairs: where a device passed the threshold, read the weight, RESET both devices and

@@ -72,12 +72,12 @@ class OpCounter:
     def defer(self, xp, value, *factors: float) -> None:
         """Add ``value · factors[0] · factors[1] …`` (multiplied in that order) to ``read_charge_S_s``
         later: ``value`` a 0-d array of module ``xp`` (the backend's; a device scalar on the GPU)."""
-        self._pend(xp, value, factors)
+        self._pend(xp, value.reshape(1), factors)
 
     def defer_counts(self, xp, value, counts) -> None:
-        """Add ``counts(n)`` (a dict of count → increment) later, ``n`` the int in the 1-element integer
-        array ``value`` of module ``xp`` (a device counter on the GPU)."""
-        self._pend(xp, value.reshape(()), counts)
+        """Add ``counts(*n)`` (a dict of count → increment) later, ``n`` the ints in the 1-D integer array
+        ``value`` of module ``xp`` (device counters on the GPU)."""
+        self._pend(xp, value.reshape(-1), counts)
 
     def _pend(self, xp, value, how) -> None:
         pending = self.__dict__.setdefault("_pending", [])
@@ -90,18 +90,20 @@ class OpCounter:
         xp = pending[0][0]
         # one transfer: counts travel as float64 (exact below 2**53)
         values = [v if isinstance(how, tuple) else v.astype(np.float64) for _, v, how in pending]
-        host = _to_host(xp, xp.stack(values)).tolist()
+        host = _to_host(xp, xp.concatenate(values)).tolist()
         d = self.__dict__
         total = d["read_charge_S_s"]
-        for v, (_, _, how) in zip(host, pending, strict=True):
+        k = 0
+        for (_, v, how) in pending:
             if isinstance(how, tuple):
-                x = float(v)
+                x = float(host[k])
                 for f in how:
                     x = x * f
                 total += x
             else:
-                for name, inc in how(int(v)).items():
+                for name, inc in how(*(int(c) for c in host[k:k + v.size])).items():
                     d[name] = d[name] + inc
+            k += v.size
         d["read_charge_S_s"] = total
 
     def __add__(self, other: OpCounter) -> OpCounter:

@@ -192,10 +192,14 @@ def _abs_max_py(M, b):
 
 
 def _factor_py(v, c, sq):
-    """An entry's train factor ``min(|v| c, 1) · sq`` and the same times sign(v) (float32)."""
+    """An entry's train factor ``min(|v| c, 1) · sq`` and the same times sign(v) (float32); 0 where that is
+    NaN (an entry NaN or inf in a case whose trains are empty, c = 0: only on the GPU, whose updates can
+    leave such cases out instead of refusing them, ``Crossbar.pulse_updates``)."""
     p = abs(v) * c
     if p > np.float32(1.0):
         p = np.float32(1.0)
+    elif p != p:
+        p = np.float32(0.0)
     a = p * sq
     if v > 0:
         return a, a

@@ -165,18 +165,19 @@ class SoftmaxHead:
             self.grad[k][...] = dev(d[f"grad{k}"])
 
 
-def update_layers(layers: list[FFLayer], hs: list, deltas: list, lr: float, batch: int) -> None:
+def update_layers(layers: list[FFLayer], hs: list, deltas: list, lr: float, batch: int, nonfinite=None) -> None:
     """:meth:`FFLayer.update` of each layer, in order.  Where every layer's weights are on a chip
     (``insitu``), the chips' pulse updates go through :meth:`Crossbar.pulse_updates` together: on the GPU
-    their train lengths cost one round trip between host and device for all layers instead of one per layer,
-    and an error (non-finite input) leaves every layer as it was.  The results are those of layer-by-layer
-    updates (each chip draws from its own generator; the biases do not depend on the chips)."""
+    their trains are planned on the device, with at most one transfer back for all layers (none with
+    ``nonfinite``, see there), and an error (non-finite input) leaves every layer as it was.  The results
+    are those of layer-by-layer updates (each chip draws from its own generator; the biases do not depend
+    on the chips)."""
     from ffsim.crossbar import Crossbar
     from ffsim.ff.weights import InSituWeights
 
     if len(layers) > 1 and all(isinstance(layer.store, InSituWeights) for layer in layers):
         Crossbar.pulse_updates([(layer.store.chip, h, d, lr / batch)
-                                for layer, h, d in zip(layers, hs, deltas, strict=True)])
+                                for layer, h, d in zip(layers, hs, deltas, strict=True)], nonfinite=nonfinite)
         for layer, d in zip(layers, deltas, strict=True):
             layer.bias_step(d, lr, batch)
         return

@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from ffsim.backend import Backend, select_backend
+from ffsim.crossbar import NonFiniteInput
 from ffsim.ff.config import FFConfig
 from ffsim.ff.kernels import NORM_CODES
 from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax, update_layers
@@ -162,8 +163,9 @@ class FFNetwork(LayeredModel):
         up = bk.asarray(np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra]))
         codes, lab = up[:2 * B], up[:B]
         x = bk.asarray(x)
-        # per-case statistics, downloaded once: goodness (pos, neg), loss (pos, neg), head wrong/nll, negatives
-        S = xp.empty((4 * L + 3, B), dtype=np.float64)
+        # per-case statistics, downloaded once: goodness (pos, neg), loss (pos, neg), head wrong/nll, negatives;
+        # and the flag of the chips' updates that an input was not finite (Crossbar.pulse_updates, nonfinite)
+        S = xp.zeros((4 * L + 4, B), dtype=np.float64)
         # positive and neutral passes together (independent of each other)
         hs, acts = self.climb(self.embed_normalized(x, codes))
         sss, outs = self.last_sumsq, self.last_normalized
@@ -193,8 +195,11 @@ class FFNetwork(LayeredModel):
         for i, (layer, a) in enumerate(zip(self.layers, acts_n, strict=True)):
             layer.local(a, False, self.last_sumsq[i], delta=deltas[i][B:], G=S[L + i], loss=S[3 * L + i])
         update_layers(self.layers, [xp.concatenate([hs[i][:B], hs_n[i]]) for i in range(L)], deltas,
-                      cfg.lr * gain, B)
+                      cfg.lr * gain, B, nonfinite=S[4 * L + 3, :1])
         s = bk.to_host(S)  # every statistic of the step in one transfer
+        if s[4 * L + 3, 0]:
+            raise NonFiniteInput("pulse_update: x or d contains NaN or inf (found on the device after the step's "
+                                 "updates, which left those cases out)")
         loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
         loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
         return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),

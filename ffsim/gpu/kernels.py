@@ -14,6 +14,7 @@ CPU kernel             twin                                   threads
 ``pulse_exact``        :func:`pulse_exact`                    trains per (b, i); then per cell, sample by sample
 ``pulse_maxima``       :func:`pulse_maxima`                   one per row
 ``pulse_factors``      :func:`pulse_factors`                  one per entry
+(host numpy)           :func:`plan_trains` (the trains)       one per case
 ``refresh_pairs``      :func:`refresh_pairs`                  one per cell picks, one per pair above the
                                                              threshold resets (``COMPACT``); atomics
 ``_smoothed_step``     :func:`smoothed_step`                  one per weight (the float store's step)
@@ -1221,6 +1222,49 @@ _factor = cuda.jit(device=True)(_pulse_cpu._factor_py)
 
 
 @cuda.jit
+def _plan(m, lr, dw_weight, managed, max_pulses, coef, flag, slots):
+    # a thread per case b: Crossbar._plan_trains's float64 numpy expressions, operation by operation
+    b = cuda.grid(1)
+    if b >= m.shape[1]:
+        return
+    xm = np.float64(m[0, b])
+    dm = np.float64(m[1, b])
+    finite = math.isfinite(xm) and math.isfinite(dm)
+    if not finite:
+        flag[0] = 1.0
+    BL = np.int64(0)
+    cx = 0.0
+    cd = 0.0
+    if finite and xm > 0.0 and dm > 0.0:
+        if managed:  # clip(ceil(need), 1, max_pulses), clipped before the ceil (no overflow of the int)
+            need = lr * xm * dm / dw_weight
+            BL = np.int64(math.ceil(_min(need, np.float64(max_pulses))))
+            BL = _max(BL, np.int64(1))
+        else:
+            BL = np.int64(max_pulses)
+        k = lr / (dw_weight * np.float64(BL))
+        if managed:
+            cx = math.sqrt(k * dm / xm)
+            cd = math.sqrt(k * xm / dm)
+        else:
+            cx = math.sqrt(k)
+            cd = cx
+        cuda.atomic.add(slots, 0, BL)
+    coef[0, b] = np.float32(cx)
+    coef[1, b] = np.float32(cd)
+    coef[2, b] = _sqrtf(np.float32(BL))
+
+
+def plan_trains(m, lr, dw_weight, managed, max_pulses, coef, flag, slots) -> None:
+    """An update's trains planned on the device from its per-case maxima ``m`` (2 × B): ``coef`` (3 × B
+    float32: cx, cd, √BL) equal to the host's ``Crossbar._plan_trains``; the trains' lengths summed into
+    ``slots`` (1-element int64); ``flag[0] = 1.0`` (float64) where a maximum is not finite (that case gets
+    no train).  GPU only: the CPU plans on the host."""
+    B = m.shape[1]
+    _launch(_plan, _g1(B), (_T1,), m, float(lr), float(dw_weight), bool(managed), int(max_pulses), coef, flag, slots)
+
+
+@cuda.jit
 def _maxima(X, D, out):
     # one block per row of X (blocks 0..B-1) and of D (B..2B-1)
     sh = cuda.shared.array(_TR, np.float32)
@@ -1480,7 +1524,7 @@ def namespace() -> SimpleNamespace:
                            ir_loads=ir_loads, column_sums=column_sums, program_masked=program_masked,
                            pulse_aggregate=pulse_aggregate, pulse_exact=pulse_exact, refresh_pairs=refresh_pairs,
                            pulse_maxima=pulse_maxima, pulse_factors=pulse_factors, smoothed_step=smoothed_step,
-                           read_charge=read_charge,
+                           read_charge=read_charge, plan_trains=plan_trains,
                            **{n: getattr(ff_kernels, n) for n in FF_KERNELS})
 
 

@@ -102,6 +102,20 @@ def test_ff_train_step_stays_on_the_device(strict_gpu, mode, profile):
     assert isinstance(stats["loss"], float) and type(stats["negative_labels"]) is np.ndarray
 
 
+def test_ff_train_step_refuses_nan_on_the_device_as_on_the_cpu(strict_gpu):
+    """A NaN image reaches the chips' updates: the CPU refuses before the updates, the device flags it while
+    planning them and the step raises the same error with its statistics (no transfer in between)."""
+    from ffsim.crossbar import NonFiniteInput
+
+    cpu, gpu = _models(strict_gpu, mode="insitu", profile="pcm", profile_overrides=PCM_TINY)
+    x, y = _data()
+    x[2] = np.nan
+    for model in (cpu, gpu):
+        with pytest.raises(NonFiniteInput, match="NaN or inf"):
+            model.train_step(x[:6], y[:6], np.random.default_rng(11), 0.8)
+        assert all(np.isfinite(model.backend.to_host(layer.store.chip._g)).all() for layer in model.layers)
+
+
 def test_ff_distillation_arguments_on_the_device(strict_gpu):
     cpu, gpu = _models(strict_gpu)  # the engine's part of distillation; ideal weights keep the simulator quick
     x, y = _data()

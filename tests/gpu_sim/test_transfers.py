@@ -27,9 +27,10 @@ _spec.loader.exec_module(opcount)
     # before the layers' updates went together (``Crossbar.pulse_updates``): pcm 5, 5, 0, 85, 202; before the DAC
     # was one launch and a pass's read charge one kernel (``read_charge``): pcm 2, 2, 0, 85, 203; before the pulse
     # update and the refresh listed their cells first, two launches each (``ffsim.gpu.kernels.COMPACT``):
-    # pcm 2, 2, 0, 85, 155)
+    # pcm 2, 2, 0, 85, 155; before the trains were planned on the device (``plan_trains``; the maxima no longer
+    # come back, the coefficients no longer go up): pcm 2, 2, 0, 93, 155)
     ("ideal", "ideal", (1, 1, 0, 49, 66)),
-    ("pcm", "insitu", (2, 2, 0, 93, 155)),
+    ("pcm", "insitu", (1, 1, 0, 97, 158)),
 ])
 def test_transfers_and_launches_per_ff_step(profile, mode, most):
     r = opcount.count_step(profile, mode, 4, width=8, steps=1)
