@@ -16,7 +16,7 @@ from ffsim.backend import Backend, select_backend
 from ffsim.ff.goodness import default_threshold, goodness, log_sigmoid_loss, sigmoid
 from ffsim.ff.kernels import KIND_CODES, NORM_CODES
 
-__all__ = ["FFLayer", "SoftmaxHead", "softmax", "update_layers"]
+__all__ = ["FFLayer", "SoftmaxHead", "check_nonfinite", "softmax", "update_layers"]
 
 
 def softmax(logits: np.ndarray, xp=np) -> np.ndarray:
@@ -163,6 +163,16 @@ class SoftmaxHead:
         for k in range(len(self.W)):
             self.W[k][...] = dev(d[f"W{k}"])
             self.grad[k][...] = dev(d[f"grad{k}"])
+
+
+def check_nonfinite(flag: float) -> None:
+    """Raise :class:`ffsim.crossbar.NonFiniteInput` where the flag that :func:`update_layers` was given
+    (``nonfinite``, read back with a step's statistics) is set."""
+    if flag:
+        from ffsim.crossbar import NonFiniteInput
+
+        raise NonFiniteInput("pulse_update: x or d contains NaN or inf (found on the device after the step's "
+                             "updates, which left those cases out)")
 
 
 def update_layers(layers: list[FFLayer], hs: list, deltas: list, lr: float, batch: int, nonfinite=None) -> None:

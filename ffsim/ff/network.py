@@ -31,10 +31,9 @@ import math
 import numpy as np
 
 from ffsim.backend import Backend, select_backend
-from ffsim.crossbar import NonFiniteInput
 from ffsim.ff.config import FFConfig
 from ffsim.ff.kernels import NORM_CODES
-from ffsim.ff.layer import FFLayer, SoftmaxHead, softmax, update_layers
+from ffsim.ff.layer import FFLayer, SoftmaxHead, check_nonfinite, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
 
@@ -197,9 +196,7 @@ class FFNetwork(LayeredModel):
         update_layers(self.layers, [xp.concatenate([hs[i][:B], hs_n[i]]) for i in range(L)], deltas,
                       cfg.lr * gain, B, nonfinite=S[4 * L + 3, :1])
         s = bk.to_host(S)  # every statistic of the step in one transfer
-        if s[4 * L + 3, 0]:
-            raise NonFiniteInput("pulse_update: x or d contains NaN or inf (found on the device after the step's "
-                                 "updates, which left those cases out)")
+        check_nonfinite(s[4 * L + 3, 0])
         loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
         loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
         return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),

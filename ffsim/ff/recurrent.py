@@ -21,7 +21,7 @@ import numpy as np
 
 from ffsim.ff.config import FFConfig
 from ffsim.ff.goodness import normalize
-from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
+from ffsim.ff.layer import SoftmaxHead, check_nonfinite, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers, sample_negative_labels
 
@@ -120,8 +120,10 @@ class RecurrentFF(LayeredModel):
             inps.append(xp.concatenate([i for i, _ in learn_pos[k]] + [i for i, _ in learn_neg[k]]))
             ds.append(xp.concatenate([dd for _, dd in learn_pos[k]] + [dd for _, dd in learn_neg[k]]))
         # gradients averaged over the iterations: normalize by cases x iterations
-        update_layers(self.layers, inps, ds, cfg.lr * gain, B * cfg.recurrent_iters)
-        f = self.host_floats([(probs.argmax(axis=1) != labels).sum(), *losses])
+        flag = xp.zeros(1)  # the chips' updates flag a non-finite input here (read with the statistics)
+        update_layers(self.layers, inps, ds, cfg.lr * gain, B * cfg.recurrent_iters, nonfinite=flag)
+        f = self.host_floats([flag[0], (probs.argmax(axis=1) != labels).sum(), *losses])
+        check_nonfinite(f.pop(0))
         loss = 0.0
         for v in f[1:]:
             loss += v

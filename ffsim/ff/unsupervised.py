@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.ff.config import FFConfig
-from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
+from ffsim.ff.layer import SoftmaxHead, check_nonfinite, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers
 
@@ -86,12 +86,14 @@ class UnsupervisedFF(LayeredModel):
             ln = layer.local(a[B:], False, sss[k][B:], delta=D[B:])[2]
             losses.append(lp.mean() + ln.mean())
             deltas.append(D)
-        update_layers(self.layers, hs, deltas, cfg.lr * gain, B)
+        flag = xp.zeros(1)  # the chips' updates flag a non-finite input here (read with the statistics)
+        update_layers(self.layers, hs, deltas, cfg.lr * gain, B, nonfinite=flag)
         head_in = [h[:B] for h in outs[self.head_from:]]
         probs = softmax(self.head.logits(head_in), xp)
         onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]
         self.head.update(head_in, probs, onehot, gain)
-        f = self.host_floats([(probs.argmax(axis=1) != labels).sum(), *losses])
+        f = self.host_floats([flag[0], (probs.argmax(axis=1) != labels).sum(), *losses])
+        check_nonfinite(f.pop(0))
         loss = 0.0
         for v in f[1:]:
             loss += v
