@@ -85,7 +85,8 @@ def kernel_times(model, x, y, batch: int, rng, repeats: int = 20) -> dict[str, l
     is replayed ``repeats`` times behind a kernel that keeps the GPU asleep for ~20 ms, so the host has
     queued all of them before the GPU starts: the time between a CUDA event recorded after the sleep and
     one after the last replay is GPU time only, not the host's cost of launching.  The replays act on the
-    step's arrays in place (the model is of no further use afterwards).  cuBLAS and CuPy operations are not
+    step's arrays in place (the model is of no further use afterwards), except that small int64 counters
+    (the sparse updates' list lengths) are put back after each kernel's replays.  cuBLAS and CuPy operations are not
     included."""
     import collections
 
@@ -115,6 +116,9 @@ def kernel_times(model, x, y, batch: int, rng, repeats: int = 20) -> dict[str, l
     out: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
     for kernel, grid, block, args in calls:
         name = getattr(getattr(kernel, "py_func", None), "__name__", str(kernel))
+        # the list lengths of the sparse updates (and the counters) as the step left them: replaying a
+        # kernel that appends to a list must not lengthen the list the next kernel walks
+        counters = [(a, a.copy()) for a in args if isinstance(a, cupy.ndarray) and a.dtype == np.int64 and a.size <= 2]
         sleep[1, 1](20)
         e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
         e0.record()
@@ -122,6 +126,8 @@ def kernel_times(model, x, y, batch: int, rng, repeats: int = 20) -> dict[str, l
             real(kernel, grid, block, *args)
         e1.record()
         e1.synchronize()
+        for a, v in counters:
+            a[...] = v
         out[name][0] += 1
         out[name][1] += cupy.cuda.get_elapsed_time(e0, e1) / repeats
     return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
