@@ -138,6 +138,85 @@ def test_real_gpu_chip_agrees_with_cpu_chip(name):
     np.testing.assert_allclose(rows[1], rows[0], rtol=1e-3, atol=1e-3 * float(np.abs(rows[0]).max()))
 
 
+@pytest.mark.parametrize("lr", [0.05, 0.002])
+def test_real_gpu_sparse_update_variants_agree(lr, monkeypatch):
+    """On one GPU, the pulse update and the refresh with their cells listed first (``COMPACT``) and in one
+    pass over all cells run the same per-cell code on the same draws: equal conductances and counts (dense
+    and sparse updates; the per-row sums, added by atomics in another order, to rounding)."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    from ffsim.gpu import kernels
+
+    rng = np.random.default_rng(0)
+    W = rng.uniform(-0.5, 0.5, (300, 200)).astype(np.float32)
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    out = []
+    for compact in (True, False):
+        monkeypatch.setattr(kernels, "COMPACT", compact)
+        chip = Crossbar("pcm", 300, 200, fab_seed=1, rng=3, backend=bk)
+        chip.program(W)
+        r = np.random.default_rng(1)
+        for _ in range(3):
+            chip.pulse_update(x, 0.1 * r.standard_normal((64, 200)).astype(np.float32), lr=lr)
+        out.append((bk.to_host(chip._g), chip.ops.as_dict(), bk.to_host(chip._rowsum)))
+    (g1, ops1, rows1), (g0, ops0, rows0) = out
+    assert ops1["device_pulses"] > 0
+    np.testing.assert_array_equal(g1, g0)
+    assert ops1["device_pulses"] == ops0["device_pulses"] and ops1["update_slots"] == ops0["update_slots"]
+    np.testing.assert_allclose(rows1, rows0, rtol=1e-9, atol=1e-9 * float(np.abs(rows0).max()))
+
+
+def test_real_gpu_trains_planned_on_the_device_equal_the_host_plan():
+    """``plan_trains`` on a GPU: float64 products, quotients and square roots are IEEE-rounded there too,
+    so the coefficients equal the host's bit for bit; a non-finite maximum sets the flag."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    from ffsim.crossbar.crossbar import _PulsePlan
+
+    cpu, gpu = (Crossbar("pcm", 30, 20, fab_seed=1, rng=3, backend=b) for b in ("cpu", bk))
+    rng = np.random.default_rng(5)
+    m = np.abs(rng.standard_normal((2, 500)) * 10.0 ** rng.integers(-6, 4, (2, 500))).astype(np.float32)
+    m[:, :3] = 0.0
+    m[0, 7] = np.nan
+    xb = np.zeros((500, 30), np.float32)
+    for lr in (1e-4, 0.05, 3.0):
+        ok = m.copy()
+        ok[0, 7] = 1.0
+        host = _PulsePlan(cpu, "pulse", xb, None, lr, m=ok)
+        cpu._plan_trains(host)
+        for mm, bad in ((ok, 0.0), (m, 1.0)):
+            dev = _PulsePlan(gpu, "pulse", xb, None, lr, m=bk.to_device(mm))
+            flag = bk.xp.zeros(1)
+            gpu._plan_trains_device(dev, flag)
+            coef = bk.to_host(dev.coef)
+            assert float(bk.to_host(flag)[0]) == bad
+            if not bad:
+                np.testing.assert_array_equal(coef, host.coef)
+                assert int(bk.to_host(dev.counts)[1]) == host.BL.sum()
+            else:
+                assert np.all(coef[:, 7] == 0.0)
+
+
+def test_real_gpu_transposed_read_agrees_with_cpu():
+    """The transposed read (BP through the chip) on a GPU, through the direct cuBLAS path (its own layout):
+    ``ideal`` to float tolerance."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    chips = [Crossbar("ideal", 300, 200, fab_seed=1, rng=3, backend=b) for b in ("cpu", bk)]
+    rng = np.random.default_rng(0)
+    W = rng.uniform(-0.5, 0.5, (300, 200)).astype(np.float32)
+    d = rng.standard_normal((64, 200)).astype(np.float32)
+    ys = []
+    for c in chips:
+        c.program(W)
+        ys.append(bk.to_host(c.transposed(d)))
+    assert chips[1]._direct_blas or os.environ.get("FFSIM_GPU_DIRECT_BLAS") == "0"
+    np.testing.assert_allclose(ys[1], ys[0], rtol=1e-4, atol=1e-4)
+
+
 def _ptx_signatures():
     from numba import types
 
