@@ -1035,6 +1035,23 @@ def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly
 
 
 @cuda.jit(device=True)
+def _listed_cell(cells, k, n_out):
+    """(i, j) of the cell that entry ``k`` of a list names (rows of ``n_out`` cells)."""
+    c = np.int64(cells[k])
+    i = c // n_out
+    return i, c - i * n_out
+
+
+@cuda.jit(device=True)
+def _add_to_sums(rowsum, total, i, delta, n):
+    """A cell's change of its row's conductance sum and its count, added by atomics (where not zero)."""
+    if delta != 0.0:
+        cuda.atomic.add(rowsum, i, delta)
+    if n != 0:
+        cuda.atomic.add(total, 0, n)
+
+
+@cuda.jit(device=True)
 def _pulse_count(Etot, key, i, j):
     """Cell (i, j)'s number of pulses in :func:`_pulse_agg` (its Poisson draw)."""
     lam = np.float32(Etot[i, j])
@@ -1091,10 +1108,7 @@ def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, k
     if i < Etot.shape[0] and j < Etot.shape[1]:
         delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
                                         Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
-        if delta != 0.0:
-            cuda.atomic.add(rowsum, i, delta)
-        if pulses != 0:
-            cuda.atomic.add(total, 0, pulses)
+        _add_to_sums(rowsum, total, i, delta, pulses)
 
 
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
@@ -1205,16 +1219,11 @@ def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, s
     m = _min(count[0], cells.shape[0])
     k = cuda.grid(1)
     while k < m:
-        c = np.int64(cells[k])
-        i = c // n_out
-        j = c - i * n_out
+        i, j = _listed_cell(cells, k, n_out)
         delta, pulses = _pulse_n_cell(np.int64(counts[k]), Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R,
                                       mode, key, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
                                       t2, i, j)
-        if delta != 0.0:
-            cuda.atomic.add(rowsum, i, delta)
-        if pulses != 0:
-            cuda.atomic.add(total, 0, pulses)
+        _add_to_sums(rowsum, total, i, delta, pulses)
         k += cuda.gridsize(1)
 
 
@@ -1456,10 +1465,7 @@ def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, level
         delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
                                  reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
                                  coltile, span, t2, i, j)
-        if delta != 0.0:
-            cuda.atomic.add(rowsum, i, delta)
-        if n != 0:
-            cuda.atomic.add(total, 0, n)
+        _add_to_sums(rowsum, total, i, delta, n)
 
 
 def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
@@ -1502,16 +1508,11 @@ def _refresh_listed(count, cells, g, wn, wn_on, gmax, stuck, nu, drift_on, nu_pr
     m = _min(count[0], cells.shape[0])
     k = cuda.grid(1)
     while k < m:
-        c = np.int64(cells[k])
-        i = c // n_out
-        j = c - i * n_out
+        i, j = _listed_cell(cells, k, n_out)
         delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
                                  reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
                                  coltile, span, t2, i, j)
-        if delta != 0.0:
-            cuda.atomic.add(rowsum, i, delta)
-        if n != 0:
-            cuda.atomic.add(total, 0, n)
+        _add_to_sums(rowsum, total, i, delta, n)
         k += cuda.gridsize(1)
 
 
