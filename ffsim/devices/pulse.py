@@ -172,7 +172,8 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return total
 
 
-# --- the update's prologue: per-case maxima (on the host they set the trains), then the train factors.
+# --- the update's prologue: per-case maxima (they set the trains: planned on the host, on the GPU by
+# ffsim.gpu.kernels.plan_trains), then the train factors.
 # The factor's body is plain Python compiled by both Numba targets (here inline, in ffsim.gpu.kernels as a
 # CUDA device function): float32 arithmetic as numpy's array expressions do it, so the GPU twin equals it.
 # The GPU twin of the maxima reduces each row with a block of threads (a maximum does not depend on the
