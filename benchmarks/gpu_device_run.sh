@@ -82,7 +82,7 @@ EOF
 cat "$OUTD/device.log"
 
 echo "== bench ($(left) s left)"
-timeout 260 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
+timeout 300 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
   --ff pcm --ff ideal --ff-single-pass --ff-max-seconds 30 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times \
   --gpu-timeline "$OUTD" --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"
