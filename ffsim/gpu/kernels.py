@@ -1131,10 +1131,10 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     return counter.read() if counter else total
 
 
-# Sparse updates in two launches.  An FF step's pulse updates pulse a few per cent of the cells or fewer
-# (784-2000x4 on pcm, drawn on the CPU: 0.5-5 % per layer; up to ~100 pulses in a cell) and a refresh
-# resets only the pairs above its threshold.  With a thread per cell, a warp with one busy cell runs as
-# long as that cell while its other lanes idle, so nearly every warp pays for a pulsed cell.  COMPACT
+# Sparse updates in two launches.  After its first dozen mini-batches an FF step's pulse updates pulse
+# 0-2 % of a layer's cells, up to hundreds of times each (784-2000x4 on pcm: benchmarks/update_density.py,
+# BENCHMARKS.md), and a refresh resets only the pairs above its threshold.  With a thread per cell, a
+# warp with one busy cell runs as long as that cell while its other lanes idle.  COMPACT
 # (the default; ``FFSIM_GPU_COMPACT=0`` for the single pass) first lists the cells to change -- a thread
 # per cell draws the cell's pulse count (the same draw) and appends (cell, count), one atomic per block
 # on a GPU (a shared-memory counter; ``BLOCK_REDUCE``) -- and then a thread per listed cell changes it
