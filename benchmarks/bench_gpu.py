@@ -220,6 +220,10 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
     sync()
     seconds = (time.perf_counter() - t0) * 600 / done
     label = label or profile
+    runner = model.__dict__.get("_graphs")
+    if runner is not None:
+        GRAPH_STATS["last"] = {"graph_captures": runner.captures, "graph_replays": runner.replays}
+        print(f"  CUDA graph: {runner.captures} capture(s), {runner.replays} replays", flush=True)
     text = ""
     if profile_steps:
         import cProfile
@@ -249,7 +253,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
                      f"{tl['gpu_busy_ms_per_step']:.3f} ms/step, {tl['activities_per_step']:.0f} GPU activities/step"]
             lines += [f"  {ms:8.3f} ms {n:6.1f}x  {name}" for name, n, ms in tl["by_name"][:40]]
         text = "\n".join([text, *lines]) if text else "\n".join(lines)
-    if KERNEL_TIMES:
+    if KERNEL_TIMES and runner is None:  # (a graph replays the same kernels: timed in the run without one)
         try:
             times = kernel_times(model, x, y, batch, rng)
         except Exception as e:  # noqa: BLE001 - a failed extra measurement must not lose the epoch's
@@ -264,6 +268,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
     return seconds, done, text
 
 
+GRAPH_STATS: dict = {}  # the last FF epoch's graph runner: captures and replays
 KERNEL_TIMES: dict = {}  # filled when --kernel-times is given (a non-empty dict switches it on)
 TIMELINE: dict = {}  # likewise for --gpu-timeline
 
@@ -291,6 +296,9 @@ def main() -> int:
     ap.add_argument("--ff-single-pass", action="store_true",
                     help="time each FF epoch again with the sparse updates in one pass over all cells "
                          "(ffsim.gpu.kernels.COMPACT off), diagnostics included")
+    ap.add_argument("--ff-graph", action="store_true",
+                    help="time each FF epoch again with the step captured in a CUDA graph and replayed "
+                         "(ffsim.gpu.graph, FFSIM_GPU_GRAPH=1), diagnostics included")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -307,7 +315,8 @@ def main() -> int:
         KERNEL_TIMES["on"] = True
     if args.gpu_timeline is not None:
         TIMELINE["trace"] = ({lab: f"{args.gpu_timeline}/timeline_{lab.replace(' ', '_')}.json"
-                              for p in args.ff or [] for lab in (p, f"{p} single-pass")} if args.gpu_timeline else {})
+                              for p in args.ff or [] for lab in (p, f"{p} single-pass", f"{p} graph")}
+                             if args.gpu_timeline else {})
 
     dev = cupy.cuda.Device()
     name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode()
@@ -322,18 +331,30 @@ def main() -> int:
         out["crossbar"].append(r)
         print(f"| {prof} | {r['W1_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}x** | {r['W2_ms']:.2f} | "
               f"{r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}x** |")
-    compact = kernels.COMPACT
-    runs = [(p, compact) for p in args.ff or []]
+    from ffsim.gpu import graph
+
+    compact, graphs = kernels.COMPACT, graph.ENABLED
+    runs = [(p, compact, graphs) for p in args.ff or []]
     if args.ff_single_pass and compact:
-        runs += [(p, False) for p in args.ff or [] if p != "ideal"]  # (ideal has no pulse update)
-    for prof, listed in runs:
+        runs += [(p, False, graphs) for p in args.ff or [] if p != "ideal"]  # (ideal has no pulse update)
+    if args.ff_graph and not graphs:  # last: a failure there cannot cost the other figures
+        runs += [(p, compact, True) for p in args.ff or []]
+    for prof, listed, graphed in runs:
         set_default_backend("gpu")
-        kernels.COMPACT = listed
+        kernels.COMPACT, graph.ENABLED = listed, graphed
         mode = "ideal" if prof == "ideal" else "insitu"
         lab = prof if listed == compact else f"{prof} single-pass"
-        s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
-                                 max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps, label=lab)
+        lab = lab if graphed == graphs else f"{lab} graph"
+        try:
+            s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
+                                     max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps, label=lab)
+        except Exception as e:  # noqa: BLE001 - a failed variant must not lose the others' figures
+            print(f"FF epoch {lab} failed: {type(e).__name__}: {e}", flush=True)
+            out["ff"].append({"profile": prof, "mode": mode, "compact": listed, "graph": graphed,
+                              "error": f"{type(e).__name__}: {e}"})
+            continue
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode, "compact": listed,
+                          "graph": graphed, **GRAPH_STATS.pop("last", {}),
                           "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {}),
                           **({"kernel_times": KERNEL_TIMES[lab]} if lab in KERNEL_TIMES else {}),
                           **({"gpu_timeline": TIMELINE[lab]} if lab in TIMELINE else {})})
@@ -341,7 +362,7 @@ def main() -> int:
             print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {lab} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
-    kernels.COMPACT = compact
+    kernels.COMPACT, graph.ENABLED = compact, graphs
     out["fast_launch_stats"] = kernels.fast_launch_stats()
     print("fast launch:", out["fast_launch_stats"])
     if args.json:

@@ -7,7 +7,8 @@
 #      (then 30 more mini-batches of each under cProfile, PROFILE_STEPS=0 to skip: host time per launch;
 #      every GPU activity of 10 mini-batches under PyTorch's profiler (GPU busy time against wall time; Chrome
 #      traces timeline_PROFILE.json); and the GPU time of each numba-cuda kernel of one mini-batch, replayed
-#      behind a sleeping kernel); pcm once more with the sparse updates in one pass (--ff-single-pass);
+#      behind a sleeping kernel); pcm once more with the sparse updates in one pass (--ff-single-pass), and
+#      each FF epoch again with the step captured in a CUDA graph and replayed (--ff-graph);
 #   3. the 4x2000 / 60-epoch reproduction on `ideal` (the settings of experiments/ff_mnist.sh ideal-4x2000) on
 #      the GPU backend, in the background, while tests/test_gpu_backend.py runs (its real-GPU tests; CPU-heavy,
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
@@ -82,8 +83,8 @@ EOF
 cat "$OUTD/device.log"
 
 echo "== bench ($(left) s left)"
-timeout 300 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
-  --ff pcm --ff ideal --ff-single-pass --ff-max-seconds 30 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times \
+timeout 330 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
+  --ff pcm --ff ideal --ff-single-pass --ff-graph --ff-max-seconds 20 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times \
   --gpu-timeline "$OUTD" --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"
 if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, for comparison

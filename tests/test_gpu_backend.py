@@ -217,6 +217,40 @@ def test_real_gpu_transposed_read_agrees_with_cpu():
     np.testing.assert_allclose(ys[1], ys[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("profile", ["pcm", "ideal"])
+def test_real_gpu_graph_replays_equal_the_direct_steps(fresh, profile):
+    """The FF step captured in a CUDA graph and replayed (``ffsim.gpu.graph``) against the same steps run
+    directly, on one GPU, same seeds: the same keys reach the same kernels, so the statistics and states
+    agree (to the rounding of the per-row sums that atomics add in another order)."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    from ffsim.ff import FFConfig
+    from ffsim.ff.trainer import build_model
+    from ffsim.gpu import graph
+
+    fresh.setenv(ENV_VAR, "gpu")
+    mode = "ideal" if profile == "ideal" else "insitu"
+    cfg = FFConfig(layers=(300, 300), epochs=1, batch_size=50, profile=profile, mode=mode, seed=3)
+    models = [build_model(cfg, 784, 10) for _ in range(2)]
+    runner = graph.runner_for(models[1], models[1]._device_step, capturer=graph.CupyCapturer())
+    rng = np.random.default_rng(0)
+    x = bk.asarray(rng.random((250, 784)).astype(np.float32))
+    y = rng.integers(0, 10, 250)
+    rngs = [np.random.default_rng(1), np.random.default_rng(1)]
+    for s in range(5):
+        sl = slice(s * 50, (s + 1) * 50)
+        st = [m.train_step(x[sl], y[sl], r, 1.0) for m, r in zip(models, rngs, strict=True)]
+        np.testing.assert_allclose(st[1]["goodness_pos"], st[0]["goodness_pos"], rtol=1e-4)
+        np.testing.assert_array_equal(st[1]["negative_labels"], st[0]["negative_labels"])
+    assert (runner.captures, runner.replays) == (1, 4)
+    a, b = (m.state() for m in models)
+    for k in a:
+        np.testing.assert_allclose(bk.to_host(b[k]), bk.to_host(a[k]), rtol=1e-4, atol=1e-5, err_msg=k)
+    ops = [m.ops().as_dict() for m in models]
+    assert ops[1]["dac_conversions"] == ops[0]["dac_conversions"] and ops[1]["update_slots"] == ops[0]["update_slots"]
+
+
 def _ptx_signatures():
     from numba import types
 
@@ -227,11 +261,13 @@ def _ptx_signatures():
 
     cells = (A(f32, 2), A(f32, 2), A(f32, 2), i64, A(f32, 1), f64, f64, A(f64, 1))
     dev = (A(f32, 3),) * 5 + (A(i8, 3), A(f32, 3), A(f64, 1), f64, i64, u64, b1)  # gmax .. cache_on
+    tape = (A(u64, 1), i64)  # the keys' tape and slot (ffsim.gpu.kernels.CAPTURE)
+    dev_keyed = dev[:-1] + tape + dev[-1:]
     sig = {
         "_dac": (A(f32, 2), b1, i64, f32, b1, A(f32, 2), A(f32, 2), A(f32, 1)),
         "_charge": (A(f32, 2), A(f64, 1), A(f32, 2), f64, f64, f64, A(f64, 1)),
         "_adc": (A(f32, 3), A(f32, 3), b1, A(f32, 3)) + (A(f32, 2),) * 4 + (i64, b1, f32, b1, f32, f32, f32, b1,
-                                                                          A(f32, 1), u64, A(f32, 2)),
+                                                                          A(f32, 1), u64) + tape + (A(f32, 2),),
         "_ir_rows": (A(f32, 3), i64, f64, f64, A(f64, 3)),
         "_ir_cols": (A(f32, 3), i64, f64, f64, A(f64, 3)),
         "_ir_ref": (A(f32, 2), i64, f64, f64, A(f64, 2)),
@@ -243,8 +279,8 @@ def _ptx_signatures():
         "_program": (A(f64, 2), A(b1, 2), A(f32, 3), A(f32, 3), A(i8, 3), A(f32, 3), b1, A(f32, 3), b1, A(f64, 1),
                      A(f64, 1), i64, f64, f64, f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, A(f32, 1), f64,
                      f64, A(f64, 1), A(b1, 1), A(i64, 1)),
-        "_pulse_agg": (A(f32, 2), A(f32, 2), A(f32, 3)) + dev + cells[:3] + (i64, f64, f64, f64, A(f32, 1), f64, f64,
-                                                                              A(f64, 1), A(i64, 1)),
+        "_pulse_agg": (A(f32, 2), A(f32, 2), A(f32, 3)) + dev_keyed + cells[:3]
+        + (i64, f64, f64, f64, A(f32, 1), f64, f64, A(f64, 1), A(i64, 1)),
         "_fill_trains": (A(f32, 2), A(i64, 1), u64, A(u64, 2)),
         "_maxima": (A(f32, 2),) * 3,
         "_factors": (A(f32, 2),) * 7,
@@ -252,12 +288,12 @@ def _ptx_signatures():
         + (i64, f64, f64, f64, A(f32, 1), f64, f64, A(f64, 1), A(i64, 1)),
         "_smoothed": (A(f32, 2), A(f32, 2), A(f32, 2), f32, f64, f32, f32),
         "_refresh": (A(f32, 3), A(f32, 3), b1, A(f32, 3), A(i8, 3), A(f32, 3), b1, A(f64, 1), A(f64, 1), i64, f64,
-                     f64, f64, f64, f64, A(f32, 1), f64, f64, u64, b1, A(f32, 2), A(f32, 2), A(f32, 2), i64, f64,
-                     f64, A(f64, 1), A(i64, 1)),
+                     f64, f64, f64, f64, A(f32, 1), f64, f64, u64) + tape + (b1, A(f32, 2), A(f32, 2), A(f32, 2),
+                                                                               i64, f64, f64, A(f64, 1), A(i64, 1)),
     }
     # the sparse updates' lists (ffsim.gpu.kernels.COMPACT): their length, cells (int32 below 2**31) and counts
     lists = (A(i64, 1), A(types.int32, 1))
-    sig.update(_pulse_pick=(A(f32, 2), u64) + lists + (A(types.int32, 1),),
+    sig.update(_pulse_pick=(A(f32, 2), u64) + tape + lists + (A(types.int32, 1),),
                _pulse_listed=lists + (A(types.int32, 1),) + sig["_pulse_agg"],
                _refresh_pick=(A(f32, 3), A(i8, 3), f64) + lists, _refresh_listed=lists + sig["_refresh"],
                _plan=(A(f32, 2), f64, f64, b1, i64, A(f32, 2), A(f64, 1), A(i64, 1)))
@@ -451,8 +487,32 @@ def test_launch_views_are_cached_by_exact_layout(monkeypatch):
     kernels._launch(Kernel(), (2,), (32,), a, 7, host)
     monkeypatch.setattr(kernels, "CACHE_VIEWS", False)
     kernels._launch(Kernel(), (2,), (32,), a, 7, host)
-    assert seen[0] == (((2,), (32,)), (("v", 4096), 7, host))
+    assert seen[0] == (((2,), (32,), 0), (("v", 4096), 7, host))  # (0: CuPy's current stream is the default)
     assert seen[1][1][0] is a and seen[1][1][1:] == (7, host)
+
+
+def test_launches_follow_cupys_current_stream(monkeypatch):
+    """A CUDA-graph capture needs a stream of its own (``ffsim.gpu.graph``): both launch paths go to CuPy's
+    current stream, the default stream (0) unless another is current; one stream object per handle."""
+    from ffsim.gpu import kernels
+
+    class CoreStream:  # cuda.core's Stream, as far as the launcher uses it
+        def __init__(self, handle):
+            self.handle = handle
+
+        @classmethod
+        def from_handle(cls, handle):
+            return cls(handle)
+
+    h = {"stream": CoreStream(0)}
+    monkeypatch.setattr(kernels, "_streams", {})
+    monkeypatch.setattr(kernels, "_current_stream_ptr", lambda: 0)
+    assert kernels._core_stream(h) is h["stream"] and kernels._numba_stream() == 0
+    monkeypatch.setattr(kernels, "_current_stream_ptr", lambda: 77)
+    monkeypatch.setattr(kernels.cuda, "external_stream", lambda ptr: ("external", ptr))
+    s = kernels._core_stream(h)
+    assert s.handle == 77 and kernels._core_stream(h) is s
+    assert kernels._numba_stream() == ("external", 77)
 
 
 def test_fast_launch_passes_what_numba_passes(monkeypatch):

@@ -875,7 +875,8 @@ class Crossbar:
         self._colsum_dirty = True
         if self._cpu or self.pulse_mode == "exact":  # (else both counted on the device, deferred)
             self.ops.add(device_pulses=int(n), update_slots=int(BL.sum()))
-        self._updates_since_refresh += 1
+        if u.polarity == "set_only" and u.refresh_every:  # (counted only where it decides something)
+            self._updates_since_refresh += 1
         if u.polarity == "set_only" and u.refresh_every and self._updates_since_refresh >= u.refresh_every:
             self._refresh()
             self._updates_since_refresh = 0
@@ -887,6 +888,11 @@ class Crossbar:
     def _slot(self, dtype, size: int = 1):
         """A fresh zeroed device array of ``size`` (≤ 256) elements of ``dtype`` for deferred values, cut from
         a block of 256 (one allocation per 256 values, not one per call)."""
+        if not self._cpu:
+            from ffsim.gpu import kernels
+
+            if kernels.CAPTURE is not None:  # zeroed within the captured step, so each replay starts from zero
+                return self._xp.zeros(size, dtype)
         key = np.dtype(dtype).char
         blocks = self.__dict__.setdefault("_slot_blocks", {})
         blk, nxt = blocks.get(key, (None, 0))

@@ -39,9 +39,17 @@ ZIG_X32 = ZIG_X.astype(np.float32)
 _R = float(ZIG_X[1])
 
 
+KEY_HOOKS: list = []
+"""Callables ``hook(rng, key)`` told of every key :func:`draw_key` draws, the last one only (the GPU's
+CUDA-graph capture records which generator drew each key of a step, :mod:`ffsim.gpu.graph`)."""
+
+
 def draw_key(rng: np.random.Generator) -> np.uint64:
     """One 64-bit stream key from a Generator (advances it by one draw)."""
-    return np.uint64(rng.integers(0, 2**63, dtype=np.int64))
+    key = np.uint64(rng.integers(0, 2**63, dtype=np.int64))
+    if KEY_HOOKS:
+        KEY_HOOKS[-1](rng, key)
+    return key
 
 
 @njit(inline="always", cache=True, error_model="numpy")

@@ -146,9 +146,11 @@ class FFNetwork(LayeredModel):
         gradient with respect to logits / T); ``head_targets`` must then already be the softened targets.
 
         On the GPU backend the step crosses between host and device twice: one upload (the label codes
-        and the host generator's draws) and one download (every per-case statistic)."""
+        and the host generator's draws) and one download (every per-case statistic).  With
+        ``FFSIM_GPU_GRAPH=1`` the device part of the step is captured in a CUDA graph and replayed
+        (:mod:`ffsim.gpu.graph`; the same results)."""
         cfg = self.cfg
-        bk, xp, k = self.backend, self.xp, self.kernels
+        bk = self.backend
         labels_h = np.asarray(bk.to_host(labels)).astype(np.int64)
         B, C, L = len(labels_h), self.num_classes, len(self.layers)
         hard = cfg.negatives == "hard"
@@ -159,9 +161,39 @@ class FFNetwork(LayeredModel):
             neg_h = (labels_h + 1 + rng.integers(0, C - 1, size=B)) % C
             extra = [neg_h.astype(np.float64)]
         # label codes (positive, neutral) and the draws: one upload
-        up = bk.asarray(np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra]))
+        up_h = np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra])
+        s = None
+        if bk.is_gpu and head_targets is None and negative_probs is None and head_temperature == 1.0:
+            from ffsim.gpu import graph
+
+            runner = graph.runner_for(self, self._device_step)
+            if runner is not None:
+                s = runner.step(bk.asarray(x), up_h, float(gain))
+        if s is None:
+            S = self._device_step(bk.asarray(x), bk.asarray(up_h), gain, head_targets=head_targets,
+                                  negative_probs=negative_probs, head_temperature=head_temperature)
+            s = bk.to_host(S)  # every statistic of the step in one transfer
+        check_nonfinite(s[4 * L + 3, 0])
+        loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
+        loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
+        return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),
+                "running_errors": int(s[4 * L].sum()), "n": B, "loss_pos": loss_pos, "loss_neg": loss_neg,
+                "goodness_pos": [float(v) for v in s[:L].mean(axis=1)],
+                "goodness_neg": [float(v) for v in s[L:2 * L].mean(axis=1)],
+                "pair_errors": [float(v) for v in (s[L:2 * L] >= s[:L]).mean(axis=1)],
+                "negative_labels": s[4 * L + 2].astype(np.int64) if hard else neg_h}
+
+    def _device_step(self, x, up, gain: float, *, head_targets=None, negative_probs=None,
+                     head_temperature: float = 1.0):
+        """The mini-batch's work on the backend: images ``x`` and the uploaded float64 values ``up`` (positive
+        label codes, neutral codes, then the hard-negative draws or the uniform negatives), both arrays of the
+        backend; returns the statistics array (left there).  No transfer and no host decision on device values:
+        what a CUDA graph captures (:mod:`ffsim.gpu.graph`)."""
+        cfg = self.cfg
+        bk, xp, k = self.backend, self.xp, self.kernels
+        B, C, L = x.shape[0], self.num_classes, len(self.layers)
+        hard = cfg.negatives == "hard"
         codes, lab = up[:2 * B], up[:B]
-        x = bk.asarray(x)
         # per-case statistics, downloaded once: goodness (pos, neg), loss (pos, neg), head wrong/nll, negatives;
         # and the flag of the chips' updates that an input was not finite (Crossbar.pulse_updates, nonfinite)
         S = xp.zeros((4 * L + 4, B), dtype=np.float64)
@@ -195,16 +227,7 @@ class FFNetwork(LayeredModel):
             layer.local(a, False, self.last_sumsq[i], delta=deltas[i][B:], G=S[L + i], loss=S[3 * L + i])
         update_layers(self.layers, [xp.concatenate([hs[i][:B], hs_n[i]]) for i in range(L)], deltas,
                       cfg.lr * gain, B, nonfinite=S[4 * L + 3, :1])
-        s = bk.to_host(S)  # every statistic of the step in one transfer
-        check_nonfinite(s[4 * L + 3, 0])
-        loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
-        loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
-        return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),
-                "running_errors": int(s[4 * L].sum()), "n": B, "loss_pos": loss_pos, "loss_neg": loss_neg,
-                "goodness_pos": [float(v) for v in s[:L].mean(axis=1)],
-                "goodness_neg": [float(v) for v in s[L:2 * L].mean(axis=1)],
-                "pair_errors": [float(v) for v in (s[L:2 * L] >= s[:L]).mean(axis=1)],
-                "negative_labels": s[4 * L + 2].astype(np.int64) if hard else neg_h}
+        return S
 
     # evaluation --------------------------------------------------------------------------------
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:

@@ -70,6 +70,17 @@ def _backend_used(model):
     return None
 
 
+def _backend_with_graphs(model) -> dict:
+    """The run's backend record (:func:`ffsim.backend.backend_record`), with its CUDA graphs' captures and
+    replays where the FF step was replayed from graphs (``FFSIM_GPU_GRAPH=1``)."""
+    rec = backend_record(_backend_used(model), _engine_backend(model))
+    if "_graphs" in model.__dict__:
+        from ffsim.gpu import graph
+
+        rec["cuda_graph"] = graph.record(model)
+    return rec
+
+
 def _engine_backend(model):
     """Where the model's engine runs: its layers' backend for the FF models (None: numpy on the host)."""
     layers = getattr(model, "layers", None)
@@ -301,7 +312,7 @@ def _results(cfg: FFConfig, profile, meta: dict, history: list[dict], model) -> 
         "profile_hash": profile.profile_hash,
         "mode": cfg.mode,
         "seeds": {"seed": cfg.seed, "fab_seed": cfg.fab_seed},
-        "backend": backend_record(_backend_used(model), _engine_backend(model)),
+        "backend": _backend_with_graphs(model),
         "history": history,
         "final": {k: last.get(k) for k in ("test_error_goodness", "test_error_softmax", "val_error_goodness",
                                            "val_error_softmax", "train_energy_J_per_sample",

@@ -108,8 +108,13 @@ def _usable(*arrays) -> bool:
 
 def _first_check(key, run_direct, run_cupy, out) -> None:
     """Run a layout's first direct call against CuPy on the same operands (``out`` ends with CuPy's
-    result); keep the direct path only if they agree."""
+    result); keep the direct path only if they agree.  Not while a step is captured in a CUDA graph (the
+    comparison reads the result back): that step runs without a graph."""
     global ENABLED
+    from ffsim.gpu import kernels
+
+    if kernels.CAPTURE is not None:
+        raise kernels.GraphUnsupported("a GEMM layout first seen while a step is captured")
     _verified.add(key)
     try:
         run_direct()

@@ -351,8 +351,48 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
     cfg = st.configs.get(ck)
     if cfg is None:
         cfg = st.configs[ck] = h["config"](*h["dims"](grid, block))
-    h["launch"](h["stream"], cfg, fn, *params)
+    h["launch"](_core_stream(h), cfg, fn, *params)
     return True
+
+
+# Every launch goes to CuPy's current stream (the legacy default stream unless a caller made another one
+# current, as the CUDA-graph capture does: capture needs a stream of its own, ffsim.gpu.graph).
+_current_stream: list = []
+_streams: dict = {}
+
+
+def _current_stream_ptr() -> int:
+    if not _current_stream:
+        try:
+            from cupy.cuda import get_current_stream
+
+            _current_stream.append(get_current_stream)
+        except ImportError:
+            _current_stream.append(None)
+    f = _current_stream[0]
+    return 0 if f is None else f().ptr
+
+
+def _core_stream(h):
+    """cuda.core's stream for CuPy's current stream (the fast path's launches)."""
+    ptr = _current_stream_ptr()
+    if ptr == 0:
+        return h["stream"]
+    s = _streams.get(("core", ptr))
+    if s is None:
+        s = _streams[("core", ptr)] = type(h["stream"]).from_handle(ptr)
+    return s
+
+
+def _numba_stream():
+    """numba's stream for CuPy's current stream (0: the default stream)."""
+    ptr = _current_stream_ptr()
+    if ptr == 0:
+        return 0
+    s = _streams.get(("numba", ptr))
+    if s is None:
+        s = _streams[("numba", ptr)] = cuda.external_stream(ptr)
+    return s
 
 
 def _launch(kernel, grid, block, *args) -> None:
@@ -366,7 +406,7 @@ def _launch(kernel, grid, block, *args) -> None:
         return
     if CACHE_VIEWS:
         args = tuple(_view(a) if isinstance(a, cp_array) else a for a in args)
-    kernel[grid, block](*args)
+    kernel[grid, block, _numba_stream()](*args)
 
 
 def _g1(n: int) -> tuple[int]:
@@ -435,6 +475,42 @@ def _device_zeros(shape, dtype):
 
 def _to_host(a) -> np.ndarray:
     return a.get() if hasattr(a, "get") and not hasattr(a, "copy_to_host") else a.copy_to_host()
+
+
+# CUDA-graph capture of a step (ffsim.gpu.graph).  A captured launch keeps its arguments: a key passed by
+# value would give every replay the same random numbers.  So while a step is captured (``CAPTURE`` set by
+# ffsim.gpu.graph), each keyed kernel reads its key from a device array (the tape), at the slot where the
+# capture recorded the key's draw, and before each replay the host draws the step's keys again from the
+# same generators, in the same order, and uploads them.  Outside a capture the key goes by value
+# (``kslot`` = -1).  The per-launch zeroed counters are fresh arrays of the backend's ``xp`` then (their
+# zeroing is captured too, so each replay counts from zero).
+CAPTURE = None
+
+
+class GraphUnsupported(RuntimeError):
+    """What a step does cannot be captured in a CUDA graph (it runs without one)."""
+
+
+@cuda.jit(device=True)
+def _tape_key(key, keys, kslot):
+    if kslot >= 0:
+        return keys[kslot]
+    return np.uint64(key)
+
+
+def _keyed(key, used: bool = True) -> tuple:
+    """``(keys, kslot)`` for a keyed kernel: a placeholder and -1 (the key goes by value), or, while a step is
+    captured, the tape and the slot of ``key``."""
+    if CAPTURE is None or not used:
+        if "keys" not in _dummy:
+            _dummy["keys"] = _device_zeros((1,), np.uint64)
+        return _dummy["keys"], np.int64(-1)
+    return CAPTURE.keys, np.int64(CAPTURE.slot(key))
+
+
+def _no_capture(what: str) -> None:
+    if CAPTURE is not None:
+        raise GraphUnsupported(f"{what} is not captured in a CUDA graph")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -764,11 +840,12 @@ def read_charge(X2, sums, ref, dg, c0, g_min, out) -> None:
 
 @cuda.jit
 def _adc(Z, V, v_on, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound, inv_lsb, lsb,
-         nonlin_on, scale, key, out):
+         nonlin_on, scale, key, keys, kslot, out):
     j, b = cuda.grid(2)
     T, B, N = Z.shape
     if b >= B or j >= N:
         return
+    key = _tape_key(key, keys, kslot)
     sb = scale[b]
     c = j // coltile
     inv_bound = np.float32(np.float32(1.0) / bound)
@@ -806,7 +883,7 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
     v_on = not _zero_stride(V)
     _launch(_adc, _g2(B, N), _T2, Z, V if v_on else _dummy3(), v_on, ZR, gain, off, kappa, tanh_kappa, int(coltile),
             bool(noise_on), np.float32(sigma_adc2), bool(bits_on), np.float32(bound), np.float32(inv_lsb),
-            np.float32(lsb), bool(nonlin_on), scale, np.uint64(key), out)
+            np.float32(lsb), bool(nonlin_on), scale, np.uint64(key), *_keyed(key, noise_on), out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1025,6 +1102,7 @@ def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_pol
 def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span, gmin_n,
                    xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched) -> int:
     """Twin of :func:`ffsim.devices.program.program_masked`; returns the number of cells written."""
+    _no_capture("program_masked")
     P, n_in, n_out = g.shape
     total = _counter("program_masked")
     f = float
@@ -1099,12 +1177,13 @@ def _pulse_n_cell(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, m
 
 
 @cuda.jit
-def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref, coltile,
-               span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, keys, kslot, cache_on, Wc, S2c, ref,
+               coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
     # a thread per cell, its row-sum change and pulses added by atomics.  Summing them per block first (a
     # shared-memory tree) made an FF step's updates 16 % slower on an H200 (most cells have no pulse there
     # and the block waited for its slowest), per warp (shuffles) no faster (BENCHMARKS.md)
     j, i = cuda.grid(2)
+    key = _tape_key(key, keys, kslot)
     if i < Etot.shape[0] and j < Etot.shape[1]:
         delta, pulses = _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
                                         Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
@@ -1118,13 +1197,14 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     n_in, n_out = Etot.shape
     counter = _counter("pulse_aggregate") if total is None else None
     f = float
-    args = (Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode), np.uint64(key), bool(cache_on), Wc,
-            S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut, f(inv_step), f(t2), rowsum,
+    keys, kslot = _keyed(key)
+    args = (Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, f(R), int(mode), np.uint64(key), keys, kslot,
+            bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut, f(inv_step), f(t2), rowsum,
             counter.array() if counter else total)
     if COMPACT:
         count, cells, counts = _zero_count(), _device_empty(n_in * n_out, _cell_dtype(n_in * n_out)), \
             _device_empty(n_in * n_out, np.int32)
-        _launch(_pulse_pick, _g2(n_in, n_out), _T2, Etot, np.uint64(key), count, cells, counts)
+        _launch(_pulse_pick, _g2(n_in, n_out), _T2, Etot, np.uint64(key), keys, kslot, count, cells, counts)
         _launch(_pulse_listed, _list_grid(n_in * n_out), (_T1,), count, cells, counts, *args)
     else:
         _launch(_pulse_agg, _g2(n_in, n_out), _T2, *args)
@@ -1167,6 +1247,8 @@ _zero_blocks = threading.local()
 def _zero_count():
     """A zeroed 1-element int64 device array for a list's length, cut from a zeroed block of 256 (one
     allocation and fill per 256 lists; each element is used once, so no launch waits for a reset)."""
+    if CAPTURE is not None:
+        return CAPTURE.xp.zeros(1, np.int64)
     blk, nxt = getattr(_zero_blocks, "cur", (None, 0))
     if blk is None or nxt == blk.shape[0]:
         blk, nxt = _device_zeros((256,), np.int64), 0
@@ -1200,9 +1282,10 @@ def _list_slot(pick, count, sh):
 
 
 @cuda.jit
-def _pulse_pick(Etot, key, count, cells, counts):
+def _pulse_pick(Etot, key, keys, kslot, count, cells, counts):
     sh = cuda.shared.array(2, np.int64)
     j, i = cuda.grid(2)
+    key = _tape_key(key, keys, kslot)
     n = 0
     if i < Etot.shape[0] and j < Etot.shape[1]:
         n = _pulse_count(Etot, key, i, j)
@@ -1213,9 +1296,10 @@ def _pulse_pick(Etot, key, count, cells, counts):
 
 
 @cuda.jit
-def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on,
-                  Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
+def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, keys,
+                  kslot, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
     n_out = Etot.shape[1]
+    key = _tape_key(key, keys, kslot)
     m = _min(count[0], cells.shape[0])
     k = cuda.grid(1)
     while k < m:
@@ -1393,6 +1477,7 @@ def _pulse_sample(b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, p
 def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
                 coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum) -> int:
     """Twin of :func:`ffsim.devices.pulse.pulse_exact` (samples one after the other, one launch each)."""
+    _no_capture("pulse_exact")
     from ffsim.devices.rng import mix64 as mix64_host
 
     B, n_in = Pr.shape
@@ -1458,9 +1543,11 @@ def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, 
 
 @cuda.jit
 def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
-             xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum, total):
+             xscale, lut, inv_step, t_factor, key, keys, kslot, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum,
+             total):
     # a thread per cell (atomics, as _pulse_agg)
     j, i = cuda.grid(2)
+    key = _tape_key(key, keys, kslot)
     if i < g.shape[1] and j < g.shape[2]:
         delta, n = _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
                                  reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref,
@@ -1477,8 +1564,8 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     f = float
     wn_on = wn.shape[0] == 2 and not _zero_stride(wn)
     args = (g, wn, wn_on, gmax, stuck, nu, bool(drift_on), nu_prm, prog_poly_n, int(levels), f(thr), f(reset_n),
-            f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor), np.uint64(key), bool(cache_on), Wc,
-            S2c, ref, int(coltile), f(span), f(t2), rowsum, counter.array() if counter else total)
+            f(reset_std_n), f(gmin_n), f(xscale), lut, f(inv_step), f(t_factor), np.uint64(key), *_keyed(key),
+            bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(t2), rowsum, counter.array() if counter else total)
     if COMPACT:  # the pairs above the threshold listed first (see COMPACT)
         count, cells = _zero_count(), _device_empty(n_in * n_out, _cell_dtype(n_in * n_out))
         _launch(_refresh_pick, _g2(n_in, n_out), _T2, g, stuck, f(thr), count, cells)
@@ -1502,9 +1589,10 @@ def _refresh_pick(g, stuck, thr, count, cells):
 
 @cuda.jit
 def _refresh_listed(count, cells, g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
-                    reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span,
-                    t2, rowsum, total):
+                    reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, keys, kslot, cache_on, Wc, S2c, ref,
+                    coltile, span, t2, rowsum, total):
     n_out = g.shape[2]
+    key = _tape_key(key, keys, kslot)
     m = _min(count[0], cells.shape[0])
     k = cuda.grid(1)
     while k < m:
