@@ -21,9 +21,10 @@ Label codes are float64 (exact for class indices): ``c ≥ 0`` is class c, ``−
 kernel writes into arrays it is given.
 
 The scalar and per-row bodies (``_tree``, ``_scale``, ``_embedded``, ``_act``, ``_row_stats``, ``_head_row``,
-``_negative_row``, ``_column_mean_step``, ``_bias_column``) are written once, as plain Python that both Numba targets
+``_negative_row``, ``_mean_step``, ``_bias_apply``) are written once, as plain Python that both Numba targets
 compile: here with ``njit(inline='always')``, in the twin module with ``cuda.jit(device=True)``.  Only the
-loops around them (``prange`` here, threads there) differ.
+loops around them (``prange`` here, threads there) differ, and the loops that sum (a column's rows, a
+lane's columns), which the twins write with their loads in batches (the same additions in the same order).
 """
 
 from __future__ import annotations
@@ -174,20 +175,22 @@ def _negative_row_py(i, probs, lab, u, redraw, neg):
     neg[i] = k
 
 
-def _column_mean_step_py(j, A, mean_act, decay):
-    """One column of :func:`peer_update`."""
+def _column_sum_py(M, j):
+    """Σ_i M[i, j] in float64, rows in order."""
     acc = 0.0
-    for i in range(A.shape[0]):
-        acc += np.float64(A[i, j])
+    for i in range(M.shape[0]):
+        acc += np.float64(M[i, j])
+    return acc
+
+
+def _mean_step_py(j, acc, n, mean_act, decay):
+    """Column j of :func:`peer_update`, its rows' sum ``acc`` (of ``n`` rows) given."""
     keep = np.float32(1.0) - decay
-    mean_act[j] = mean_act[j] * decay + keep * np.float32(acc / A.shape[0])
+    mean_act[j] = mean_act[j] * decay + keep * np.float32(acc / n)
 
 
-def _bias_column_py(j, D, b, b_grad, momentum, batch, lr):
-    """One column of :func:`bias_step`."""
-    acc = 0.0
-    for i in range(D.shape[0]):
-        acc += np.float64(D[i, j])
+def _bias_apply_py(j, acc, b, b_grad, momentum, batch, lr):
+    """Column j of :func:`bias_step`, its rows' sum ``acc`` given."""
     keep = np.float32(1.0) - momentum
     b_grad[j] = momentum * b_grad[j] + keep * np.float32(acc / batch)
     b[j] = b[j] + lr * b_grad[j]
@@ -200,8 +203,9 @@ _act = njit(**_INLINE)(_act_py)
 _row_stats = njit(**_INLINE)(_row_stats_py)
 _head_row = njit(**_INLINE)(_head_row_py)
 _negative_row = njit(**_INLINE)(_negative_row_py)
-_column_mean_step = njit(**_INLINE)(_column_mean_step_py)
-_bias_column = njit(**_INLINE)(_bias_column_py)
+_column_sum = njit(**_INLINE)(_column_sum_py)
+_mean_step = njit(**_INLINE)(_mean_step_py)
+_bias_apply = njit(**_INLINE)(_bias_apply_py)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -272,7 +276,7 @@ def peer_update(A, mean_act, decay):
     """``mean_act ← decay · mean_act + (1 − decay) · mean over the rows of A`` (float32 state; the column
     means in float64, rows in order)."""
     for j in prange(A.shape[1]):
-        _column_mean_step(j, A, mean_act, decay)
+        _mean_step(j, _column_sum(A, j), A.shape[0], mean_act, decay)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -280,7 +284,7 @@ def bias_step(D, b, b_grad, momentum, batch, lr):
     """The digital bias's smoothed step: ``b_grad ← m b_grad + (1 − m) Σ_i D[i] / batch``; ``b ← b + lr b_grad``
     (float32 state; the column sums in float64, rows in order)."""
     for j in prange(D.shape[1]):
-        _bias_column(j, D, b, b_grad, momentum, batch, lr)
+        _bias_apply(j, _column_sum(D, j), b, b_grad, momentum, batch, lr)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

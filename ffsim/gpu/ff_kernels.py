@@ -19,6 +19,12 @@ kernel                 threads
 
 So the CUDA simulator reproduces the CPU kernels bit for bit; on a GPU, libdevice ``exp``/``log`` and FMA
 contraction may change last bits (as for the crossbar twins, :mod:`ffsim.gpu.kernels`).
+
+A 784-2000 FF step has 100-200 rows: 200 warps for the per-row kernels, 2000 threads for the per-column
+ones, on a GPU of 132 multiprocessors.  With so few warps each waits out every load of its loop (these
+kernels took 12-29 µs per launch on an H200, BENCHMARKS.md).  So the loops that walk a row's columns or a
+column's rows load ``_U`` elements first and then use them in order: the additions are the same, in the
+same order (bit-equal results), with ``_U`` loads in flight instead of the few the compiler overlaps.
 """
 
 from __future__ import annotations
@@ -41,8 +47,29 @@ _act = cuda.jit(device=True)(cpu._act_py)
 _row_stats = cuda.jit(device=True)(cpu._row_stats_py)
 _head_row = cuda.jit(device=True)(cpu._head_row_py)
 _negative_row = cuda.jit(device=True)(cpu._negative_row_py)
-_column_mean_step = cuda.jit(device=True)(cpu._column_mean_step_py)
-_bias_column = cuda.jit(device=True)(cpu._bias_column_py)
+_mean_step = cuda.jit(device=True)(cpu._mean_step_py)
+_bias_apply = cuda.jit(device=True)(cpu._bias_apply_py)
+_U = 8  # loads in flight per thread in the loops along a row (see the module's text)
+_UC = 16  # ... and in the column sums (100-200 rows)
+
+
+@cuda.jit(device=True)
+def _column_sum(M, j):
+    """Σ_i M[i, j] in float64, rows in order (the CPU's ``_column_sum``), loads ``_UC`` rows at a time."""
+    n = M.shape[0]
+    acc = 0.0
+    buf = cuda.local.array(_UC, numba.float32)
+    i = 0
+    while i + _UC <= n:
+        for k in range(_UC):
+            buf[k] = M[i + k, j]
+        for k in range(_UC):
+            acc += np.float64(buf[k])
+        i += _UC
+    while i < n:
+        acc += np.float64(M[i, j])
+        i += 1
+    return acc
 
 
 @cuda.jit(device=True)
@@ -107,11 +134,23 @@ def _act_lanes(Z, b, has_bias, relu, A, P):
     lane, i = cuda.grid(2)
     if i >= Z.shape[0]:
         return
+    n = Z.shape[1]
     acc = 0.0
-    for j in range(lane, Z.shape[1], LANES):
+    buf = cuda.local.array(_U, numba.float32)
+    j = lane
+    while j + (_U - 1) * LANES < n:  # _U columns of the lane at a time
+        for k in range(_U):
+            buf[k] = _act(Z, b, has_bias, relu, i, j + k * LANES)
+        for k in range(_U):
+            v = buf[k]
+            A[i, j + k * LANES] = v
+            acc += np.float64(v) * np.float64(v)
+        j += _U * LANES
+    while j < n:
         v = _act(Z, b, has_bias, relu, i, j)
         A[i, j] = v
         acc += np.float64(v) * np.float64(v)
+        j += LANES
     P[i, lane] = acc
 
 
@@ -125,12 +164,29 @@ def _act_finish(A, rms, lanes, P, SS, H):
     if lane == 0:
         SS[i] = ss
     s = _scale(ss, n, rms)
-    for j in range(lane, n, LANES):
+    buf = cuda.local.array(_U, numba.float32)
+    j = lane
+    while j + (_U - 1) * LANES < n:
+        for k in range(_U):
+            buf[k] = A[i, j + k * LANES]
+        for k in range(_U):
+            H[i, j + k * LANES] = buf[k] * s
+        j += _U * LANES
+    while j < n:
         H[i, j] = A[i, j] * s
+        j += LANES
+
+
+def _float32(**arrays) -> None:
+    """The batched loads hold float32 values: other dtypes are refused (naming the array)."""
+    for name, a in arrays.items():
+        if a.dtype != np.float32:
+            raise TypeError(f"{name} must be float32 on the GPU backend (got {a.dtype})")
 
 
 def act_rows(Z, b, has_bias, relu, rms, A, SS, H) -> None:
     """Twin of :func:`ffsim.ff.kernels.act_rows` (lane sums, then the rows: two launches)."""
+    _float32(Z=Z, A=A)
     if not Z.shape[0]:
         return
     P = _scratch(Z, Z.shape[0])
@@ -163,15 +219,31 @@ def _layer_rows(A, SS, kind, theta, temperature, positive, peer, peer_norm, mean
     if lane == 0:
         G_out[i] = G
         L_out[i] = loss
-    for j in range(lane, n, LANES):
+    buf = cuda.local.array(_U, numba.float32)
+    mb = cuda.local.array(_U, numba.float32)
+    j = lane
+    while j + (_U - 1) * LANES < n:
+        for k in range(_U):
+            buf[k] = A[i, j + k * LANES]
+            if peer:
+                mb[k] = mean_act[j + k * LANES]
+        for k in range(_U):
+            d = buf[k] * w
+            if peer:
+                d = d + peer_norm * (m - mb[k])
+            D[i, j + k * LANES] = d
+        j += _U * LANES
+    while j < n:
         d = A[i, j] * w
         if peer:
             d = d + peer_norm * (m - mean_act[j])
         D[i, j] = d
+        j += LANES
 
 
 def layer_rows(A, SS, kind, theta, temperature, positive, peer, peer_norm, mean_act, D, G_out, L_out) -> None:
     """Twin of :func:`ffsim.ff.kernels.layer_rows` (with ``peer``, the lane sums of ``mean_act`` first)."""
+    _float32(A=A, mean_act=mean_act)
     if not A.shape[0]:
         return
     P = _scratch(A, 1)
@@ -197,11 +269,12 @@ def _scratch(like, n_rows: int):
 def _peer_update(A, mean_act, decay):
     j = cuda.grid(1)
     if j < A.shape[1]:
-        _column_mean_step(j, A, mean_act, decay)
+        _mean_step(j, _column_sum(A, j), A.shape[0], mean_act, decay)
 
 
 def peer_update(A, mean_act, decay) -> None:
     """Twin of :func:`ffsim.ff.kernels.peer_update`."""
+    _float32(A=A)
     _gk._launch(_peer_update, _g1(A.shape[1]), (_T1,), A, mean_act, np.float32(decay))
 
 
@@ -209,11 +282,12 @@ def peer_update(A, mean_act, decay) -> None:
 def _bias_step(D, b, b_grad, momentum, batch, lr):
     j = cuda.grid(1)
     if j < D.shape[1]:
-        _bias_column(j, D, b, b_grad, momentum, batch, lr)
+        _bias_apply(j, _column_sum(D, j), b, b_grad, momentum, batch, lr)
 
 
 def bias_step(D, b, b_grad, momentum, batch, lr) -> None:
     """Twin of :func:`ffsim.ff.kernels.bias_step`."""
+    _float32(D=D)
     _gk._launch(_bias_step, _g1(D.shape[1]), (_T1,), D, b, b_grad, np.float32(momentum), int(batch), np.float32(lr))
 
 

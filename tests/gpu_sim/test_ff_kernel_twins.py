@@ -29,7 +29,7 @@ def _both(name, *args):
     return a
 
 
-@pytest.mark.parametrize("n", [5, 37, 70])
+@pytest.mark.parametrize("n", [5, 37, 70, 531])  # 531: the twin's batched loads (8 x 32 columns) and a remainder
 @pytest.mark.parametrize(("has_bias", "relu", "rms"), [(True, True, True), (False, False, False)])
 def test_act_rows(n, has_bias, relu, rms):
     Z = RNG.standard_normal((3, n)).astype(np.float32)
@@ -44,10 +44,10 @@ def test_embed_rows(concat, rms):
     _both("embed_rows", X, codes, np.float32(0.7), 10, concat, rms, np.zeros((4, 50 if concat else 40), np.float32))
 
 
+@pytest.mark.parametrize("n", [45, 300])
 @pytest.mark.parametrize("kind", [0, 1, 2])
 @pytest.mark.parametrize(("positive", "peer"), [(True, True), (True, False), (False, False)])
-def test_layer_rows(kind, positive, peer):
-    n = 45
+def test_layer_rows(kind, positive, peer, n):
     A = np.maximum(RNG.standard_normal((4, n)), 0).astype(np.float32) * 1.5
     SS = (A.astype(np.float64) ** 2).sum(axis=1)
     mean_act = RNG.random(n).astype(np.float32)
@@ -55,8 +55,10 @@ def test_layer_rows(kind, positive, peer):
           mean_act, np.zeros_like(A), np.zeros(4), np.zeros(4))
 
 
-def test_column_kernels():
-    D = RNG.standard_normal((6, 40)).astype(np.float32)
+@pytest.mark.parametrize("rows", [6, 21])  # 21: the twin's batched loads (16 rows) and a remainder
+def test_column_kernels(rows):
+    # magnitudes from 1e-12 to 1e12: the float64 sums round, so a different order of additions would show
+    D = (RNG.standard_normal((rows, 40)) * 10.0 ** RNG.uniform(-12, 12, (rows, 40))).astype(np.float32)
     _both("peer_update", D, RNG.random(40).astype(np.float32), np.float32(0.9))
     _both("bias_step", D, RNG.standard_normal(40).astype(np.float32), RNG.standard_normal(40).astype(np.float32),
           np.float32(0.9), 3, np.float32(0.01))
@@ -78,3 +80,10 @@ def test_negative_rows():
     lab = np.array([2.0, 0.0, 9.0, 5.0, 5.0, 1.0])
     neg = _both("negative_rows", probs, lab, RNG.random(6), RNG.integers(0, 9, 6).astype(np.float64), np.zeros(6))[4]
     assert np.all(neg != lab)
+
+
+def test_twins_refuse_arrays_that_are_not_float32():
+    """The twins' batched loads hold float32 values: a float64 array is refused, named, not rounded."""
+    D = RNG.standard_normal((6, 40))
+    with pytest.raises(TypeError, match="D must be float32"):
+        TWINS.bias_step(D, np.zeros(40, np.float32), np.zeros(40, np.float32), np.float32(0.9), 3, np.float32(0.01))
