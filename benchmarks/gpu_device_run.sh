@@ -4,11 +4,12 @@
 # checkout through PYTHONPATH):
 #   1. environment: GPU, versions, a numba-cuda kernel on a CuPy array, ffsim's GPU backend found (else stop);
 #   2. benchmarks/bench_gpu.py: W1/W2 on pcm, ecram, ideal (ratios to a CuPy matmul), FF epochs 784-2000x4
-#      (then 30 more mini-batches of each under cProfile, PROFILE_STEPS=0 to skip: host time per launch;
+#      (then 20 more mini-batches of each under cProfile, PROFILE_STEPS=0 to skip: host time per launch;
 #      every GPU activity of 10 mini-batches under PyTorch's profiler (GPU busy time against wall time; Chrome
 #      traces timeline_PROFILE.json); and the GPU time of each numba-cuda kernel of one mini-batch, replayed
-#      behind a sleeping kernel); pcm once more with the sparse updates in one pass (--ff-single-pass), and
-#      each FF epoch again with the step captured in a CUDA graph and replayed (--ff-graph);
+#      behind a sleeping kernel); pcm once more with the sparse updates in one pass (--ff-single-pass);
+#      each FF epoch again with the step captured in a CUDA graph and replayed (--ff-graph), and pcm with
+#      graphs and its noise and coincidence products on TF32 tensor cores (--ff-tf32);
 #   3. the 4x2000 / 60-epoch reproduction on `ideal` (the settings of experiments/ff_mnist.sh ideal-4x2000) on
 #      the GPU backend, in the background, while tests/test_gpu_backend.py runs (its real-GPU tests; CPU-heavy,
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
@@ -83,8 +84,9 @@ EOF
 cat "$OUTD/device.log"
 
 echo "== bench ($(left) s left)"
-timeout 330 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
-  --ff pcm --ff ideal --ff-single-pass --ff-graph --ff-max-seconds 20 --profile-steps "${PROFILE_STEPS:-30}" --kernel-times \
+timeout 360 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
+  --ff pcm --ff ideal --ff-single-pass --ff-graph --ff-tf32 --ff-max-seconds 15 --profile-steps "${PROFILE_STEPS:-20}" \
+  --kernel-times \
   --gpu-timeline "$OUTD" --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"
 if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, for comparison

@@ -79,3 +79,63 @@ def test_layouts_cublas_cannot_read_are_refused():
     assert blas.gemm_params((4, 3), (3, 1), (3, 5), (5, 1), col_out.shape, blas._elems(col_out)) is None
     x = np.zeros((2, 8), np.float64)
     assert blas.plan_tile_gemms(x, np.zeros((8, 3), np.float64), np.zeros((2, 2, 3)), [(0, 4), (4, 8)]) is None
+
+
+def _fake_cublas(monkeypatch, fail: bool = False):
+    """A stand-in for CuPy's cuBLAS bindings that records what the direct path calls."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    class Cublas:
+        def setStream(self, handle, stream):  # noqa: N802 - the binding's name
+            calls.append(("stream", stream))
+
+        def getMathMode(self, handle):  # noqa: N802
+            return 7
+
+        def setMathMode(self, handle, mode):  # noqa: N802
+            calls.append(("math mode", mode))
+
+        def sgemmStridedBatched(self, *args):  # noqa: N802
+            calls.append(("gemm",))
+            if fail:
+                raise RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED")
+
+    monkeypatch.setattr(blas, "_cu", (SimpleNamespace(get_cublas_handle=lambda: 1), lambda: SimpleNamespace(ptr=5),
+                                      Cublas()))
+    return calls
+
+
+def test_tf32_products_set_the_math_mode_for_their_call_only(monkeypatch):
+    """``FFSIM_GPU_TF32``: the noise and coincidence products run with the TF32 math mode, which is restored
+    after the call (also when it fails); float32 products leave the math mode alone."""
+    p = blas.gemm_params((2, 3), (3, 1), (3, 4), (4, 1), (2, 4), (4, 1))
+    calls = _fake_cublas(monkeypatch)
+    blas._call(p, 0, 0, 0)
+    blas._call(p, 0, 0, 0, tf32=True)
+    assert calls == [("stream", 5), ("gemm",), ("stream", 5), ("math mode", blas._TF32_MATH), ("gemm",),
+                     ("math mode", 7)]
+    calls = _fake_cublas(monkeypatch, fail=True)
+    with pytest.raises(RuntimeError, match="EXECUTION_FAILED"):
+        blas._call(p, 0, 0, 0, tf32=True)
+    assert calls[-1] == ("math mode", 7)
+
+
+def test_a_tf32_layout_is_checked_at_its_own_tolerance(monkeypatch):
+    """The first call of a layout is compared with CuPy's float32 product: within 1e-4 of the output's scale
+    for float32, 5e-2 for TF32 (a wrong layout is off by O(1)); a failed check turns the direct path off."""
+    monkeypatch.setattr(blas, "ENABLED", True)
+    monkeypatch.setattr(blas, "_verified", set())
+    exact = np.arange(1.0, 7.0, dtype=np.float32)
+
+    def run(out, rel):
+        return lambda: out.__setitem__(slice(None), exact * (1 + rel))
+
+    out = np.zeros(6, np.float32)
+    blas._first_check(("layout", True), run(out, 1e-3), run(out, 0.0), out, 5e-2)  # TF32-sized error: kept
+    assert blas.ENABLED and ("layout", True) in blas._verified
+    with pytest.warns(RuntimeWarning, match="direct cuBLAS GEMMs off"):
+        blas._first_check(("layout", False), run(out, 1e-3), run(out, 0.0), out, 1e-4)  # too large for float32
+    assert not blas.ENABLED
+    np.testing.assert_array_equal(out, exact)  # CuPy's result in the end

@@ -666,7 +666,7 @@ class Crossbar:
         ZR = xp.zeros((T, B, n_ct), dtype=np.float32) if S2ref is not None else self._zeros((T, B, n_ct))
         self._tile_gemms(xq, W, Z, in_tiles)
         if read_noise:
-            self._tile_gemms(xq2, S2, V, in_tiles)
+            self._tile_gemms(xq2, S2, V, in_tiles, noise=True)
         for t, (a, b) in enumerate(in_tiles):
             if S2ref is not None:
                 vr = xq2[:, a:b] @ S2ref[a:b]
@@ -683,17 +683,17 @@ class Crossbar:
                                np.float32(lsb), adc.nonlinear, scale, key, out)
         return out, xq2
 
-    def _tile_gemms(self, x, M, out, in_tiles) -> None:
+    def _tile_gemms(self, x, M, out, in_tiles, noise: bool = False) -> None:
         """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)``.  On a GPU the full tiles (all but
         perhaps the last) go into one strided-batched cuBLAS call that reads the tiles in place
         (:mod:`ffsim.gpu.blas`; the host's cost of a call, not the arithmetic, is what a tile's GEMM costs
         there, BENCHMARKS.md).  The CUDA simulator batches the full tiles through a copy; the CPU computes
-        tile by tile."""
+        tile by tile.  ``noise``: the read-noise variance (on TF32 tensor cores where ``FFSIM_GPU_TF32=1``)."""
         xp = self._xp
         if self._direct_blas:
             from ffsim.gpu import blas
 
-            blas.tile_gemms(x, M, out, in_tiles)
+            blas.tile_gemms(x, M, out, in_tiles, tf32=noise and blas.TF32)
             return
         t0 = 0
         R = in_tiles[0][1] - in_tiles[0][0] if in_tiles else 0
@@ -859,8 +859,8 @@ class Crossbar:
 
                 e_tot = xp.empty((xb.shape[1], db.shape[1]), np.float32)
                 e_net = xp.empty_like(e_tot)
-                blas.matmul(A.T, Cm, e_tot)
-                blas.matmul(As.T, Cs, e_net)
+                blas.matmul(A.T, Cm, e_tot, tf32=blas.TF32)  # (Poisson means: TF32 where FFSIM_GPU_TF32=1)
+                blas.matmul(As.T, Cs, e_net, tf32=blas.TF32)
             else:
                 e_tot = A.T @ Cm
                 e_net = As.T @ Cs

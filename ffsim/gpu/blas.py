@@ -14,6 +14,14 @@ the transposed read of a chip are different layouts) is compared with ``cupy.mat
 (the two need not round alike: within 1e-4 of the output's scale); a difference, or any error, turns the
 direct path off for the process with a warning, and CuPy computes from then on.
 ``FFSIM_GPU_DIRECT_BLAS=0`` turns it off from the start.
+
+``FFSIM_GPU_TF32=1`` (off by default) lets the products that only set the parameters of random draws --
+the read-noise variance (x_q² · S2) and the pulse update's expected coincidences -- run on TF32 tensor
+cores (their inputs keep 10 of float32's 23 mantissa bits; ``tf32=True`` of :func:`matmul` and
+:func:`tile_gemms`, math mode set for the call and restored after).  The signal products (x_q · W) are
+always float32.  What it changes in training: ``benchmarks/tf32_effect.py`` (BENCHMARKS.md).  Its first
+call of a layout is compared with ``cupy.matmul`` (float32) within 5e-2 of the output's scale (a wrong
+layout is off by O(1)).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 ENABLED = os.environ.get("FFSIM_GPU_DIRECT_BLAS", "1") != "0"
+TF32 = os.environ.get("FFSIM_GPU_TF32", "0") == "1"
+_TF32_MATH, _DEFAULT_MATH = 3, 0  # cublasMath_t: CUBLAS_TF32_TENSOR_OP_MATH, CUBLAS_DEFAULT_MATH
 _verified: set = set()  # the layouts (shapes, strides) whose direct call has been compared with CuPy
 _ONE = np.ones(1, np.float32)
 _ZERO = np.zeros(1, np.float32)
@@ -86,9 +96,10 @@ def _elems(a) -> tuple[int, int]:
 _cu = None  # (cupy.cuda.device, cupy.cuda.get_current_stream, cuBLAS bindings), imported on first use
 
 
-def _call(p: GemmParams, a_ptr: int, b_ptr: int, out_ptr: int) -> None:
+def _call(p: GemmParams, a_ptr: int, b_ptr: int, out_ptr: int, tf32: bool = False) -> None:
     """``out_t = a_t @ b_t`` by one ``cublasSgemmStridedBatched`` on CuPy's current stream (device pointers to
-    the operands' first elements)."""
+    the operands' first elements); with ``tf32``, on TF32 tensor cores (the handle's math mode restored
+    after)."""
     global _cu
     if _cu is None:
         from cupy.cuda import device, get_current_stream
@@ -98,15 +109,23 @@ def _call(p: GemmParams, a_ptr: int, b_ptr: int, out_ptr: int) -> None:
     device, current, cublas = _cu
     handle = device.get_cublas_handle()
     cublas.setStream(handle, current().ptr)
-    cublas.sgemmStridedBatched(handle, p.opa, p.opb, p.m, p.n, p.k, _ONE.ctypes.data, b_ptr, p.lda, p.stride_a,
-                               a_ptr, p.ldb, p.stride_b, _ZERO.ctypes.data, out_ptr, p.ldc, p.stride_c, p.batch)
+    mode = None
+    if tf32:
+        mode = cublas.getMathMode(handle) if hasattr(cublas, "getMathMode") else _DEFAULT_MATH
+        cublas.setMathMode(handle, _TF32_MATH)
+    try:
+        cublas.sgemmStridedBatched(handle, p.opa, p.opb, p.m, p.n, p.k, _ONE.ctypes.data, b_ptr, p.lda, p.stride_a,
+                                   a_ptr, p.ldb, p.stride_b, _ZERO.ctypes.data, out_ptr, p.ldc, p.stride_c, p.batch)
+    finally:
+        if mode is not None:
+            cublas.setMathMode(handle, mode)
 
 
 def _usable(*arrays) -> bool:
     return ENABLED and all(x.dtype == np.float32 and x.ndim >= 2 for x in arrays)
 
 
-def _first_check(key, run_direct, run_cupy, out) -> None:
+def _first_check(key, run_direct, run_cupy, out, tol: float = 1e-4) -> None:
     """Run a layout's first direct call against CuPy on the same operands (``out`` ends with CuPy's
     result); keep the direct path only if they agree.  Not while a step is captured in a CUDA graph (the
     comparison reads the result back): that step runs without a graph."""
@@ -122,7 +141,7 @@ def _first_check(key, run_direct, run_cupy, out) -> None:
         run_cupy()
         diff = float(abs(got - out).max())
         scale = float(abs(out).max()) or 1.0
-        if not diff <= 1e-4 * scale:
+        if not diff <= tol * scale:
             raise RuntimeError(f"it differs from cupy.matmul by {diff:.3g} (output scale {scale:.3g})")
     except Exception as e:  # noqa: BLE001 - any failure: CuPy from now on
         ENABLED = False
@@ -131,18 +150,19 @@ def _first_check(key, run_direct, run_cupy, out) -> None:
         run_cupy()
 
 
-def matmul(a, b, out) -> None:
-    """``out[...] = a @ b`` (float32, 2-D, ``out`` with unit-stride rows), through cuBLAS where it can."""
+def matmul(a, b, out, tf32: bool = False) -> None:
+    """``out[...] = a @ b`` (float32, 2-D, ``out`` with unit-stride rows), through cuBLAS where it can; ``tf32``:
+    on TF32 tensor cores (see the module's text)."""
     import cupy
 
     p = gemm_params(a.shape, _elems(a), b.shape, _elems(b), out.shape, _elems(out)) if _usable(a, b, out) else None
     if p is None:
         cupy.matmul(a, b, out=out)
-    elif p not in _verified:
-        _first_check(p, lambda: _call(p, a.data.ptr, b.data.ptr, out.data.ptr), lambda: cupy.matmul(a, b, out=out),
-                     out)
+    elif (p, tf32) not in _verified:
+        _first_check((p, tf32), lambda: _call(p, a.data.ptr, b.data.ptr, out.data.ptr, tf32),
+                     lambda: cupy.matmul(a, b, out=out), out, 5e-2 if tf32 else 1e-4)
     else:
-        _call(p, a.data.ptr, b.data.ptr, out.data.ptr)
+        _call(p, a.data.ptr, b.data.ptr, out.data.ptr, tf32)
 
 
 def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, int, int, int]] | None:
@@ -167,10 +187,11 @@ def plan_tile_gemms(x, M, out, in_tiles) -> list[tuple[GemmParams, int, int, int
 _PLANS: dict = {}  # tile_gemms' plans by the operands' shapes, strides and tiles (they do not depend on addresses)
 
 
-def tile_gemms(x, M, out, in_tiles) -> None:
+def tile_gemms(x, M, out, in_tiles, tf32: bool = False) -> None:
     """``out[t] = x[:, a:b] @ M[a:b]`` for each input tile ``(a, b)`` of ``in_tiles`` (consecutive from 0, the
     full ones first): the full tiles in one strided-batched call reading ``x`` and ``M`` in place, the last
-    (shorter) tile in a second.  ``out`` is (tiles × batch × n_out), C-contiguous."""
+    (shorter) tile in a second.  ``out`` is (tiles × batch × n_out), C-contiguous.  ``tf32``: on TF32 tensor
+    cores (see the module's text)."""
     import cupy
 
     def by_cupy():
@@ -191,9 +212,9 @@ def tile_gemms(x, M, out, in_tiles) -> None:
 
     def direct():
         for q, ao, bo, oo in calls:
-            _call(q, px + 4 * ao, pm + 4 * bo, po + 4 * oo)
+            _call(q, px + 4 * ao, pm + 4 * bo, po + 4 * oo, tf32)
 
-    if key not in _verified:
-        _first_check(key, direct, by_cupy, out)
+    if (key, tf32) not in _verified:
+        _first_check((key, tf32), direct, by_cupy, out, 5e-2 if tf32 else 1e-4)
     else:
         direct()
