@@ -125,6 +125,7 @@ def test_tf32_products_set_the_math_mode_for_their_call_only(monkeypatch):
 def test_a_tf32_layout_is_checked_at_its_own_tolerance(monkeypatch):
     """The first call of a layout is compared with CuPy's float32 product: within 1e-4 of the output's scale
     for float32, 5e-2 for TF32 (a wrong layout is off by O(1)); a failed check turns the direct path off."""
+    assert (blas._tolerance(False), blas._tolerance(True)) == (1e-4, 5e-2)
     monkeypatch.setattr(blas, "ENABLED", True)
     monkeypatch.setattr(blas, "_verified", set())
     exact = np.arange(1.0, 7.0, dtype=np.float32)
@@ -133,9 +134,9 @@ def test_a_tf32_layout_is_checked_at_its_own_tolerance(monkeypatch):
         return lambda: out.__setitem__(slice(None), exact * (1 + rel))
 
     out = np.zeros(6, np.float32)
-    blas._first_check(("layout", True), run(out, 1e-3), run(out, 0.0), out, 5e-2)  # TF32-sized error: kept
+    blas._first_check(("layout", True), run(out, 1e-3), run(out, 0.0), out, blas._tolerance(True))  # kept
     assert blas.ENABLED and ("layout", True) in blas._verified
     with pytest.warns(RuntimeWarning, match="direct cuBLAS GEMMs off"):
-        blas._first_check(("layout", False), run(out, 1e-3), run(out, 0.0), out, 1e-4)  # too large for float32
+        blas._first_check(("layout", False), run(out, 1e-3), run(out, 0.0), out, blas._tolerance(False))
     assert not blas.ENABLED
     np.testing.assert_array_equal(out, exact)  # CuPy's result in the end

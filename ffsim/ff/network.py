@@ -187,8 +187,9 @@ class FFNetwork(LayeredModel):
                      head_temperature: float = 1.0):
         """The mini-batch's work on the backend: images ``x`` and the uploaded float64 values ``up`` (positive
         label codes, neutral codes, then the hard-negative draws or the uniform negatives), both arrays of the
-        backend; returns the statistics array (left there).  No transfer and no host decision on device values:
-        what a CUDA graph captures (:mod:`ffsim.gpu.graph`)."""
+        backend; returns the statistics array (left there).  With the default keywords it makes no transfer and
+        no host decision on device values: what a CUDA graph captures (:mod:`ffsim.gpu.graph`); distillation's
+        ``head_targets`` and ``negative_probs`` go up here (such steps run without a graph)."""
         cfg = self.cfg
         bk, xp, k = self.backend, self.xp, self.kernels
         B, C, L = x.shape[0], self.num_classes, len(self.layers)
