@@ -24,6 +24,7 @@ import ffsim  # first, before numpy (see ffsim/_runtime.py)
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -140,7 +141,6 @@ def gpu_timeline(model, x, y, batch: int, rng, steps: int = 10, trace: str | Non
     time per step (the union of the activity intervals) and the activities by name, GPU time first; with
     ``trace`` the Chrome trace is also written there."""
     import collections
-    import os
     import tempfile
 
     import torch
@@ -268,6 +268,15 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
     return seconds, done, text
 
 
+def save(out: dict, path: str | None) -> None:
+    """Write the results so far to ``path`` (atomically: a run stopped by its time limit keeps what it measured)."""
+    if path:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(out, f, indent=1)
+        os.replace(tmp, path)
+
+
 GRAPH_STATS: dict = {}  # the last FF epoch's graph runner: captures and replays
 KERNEL_TIMES: dict = {}  # filled when --kernel-times is given (a non-empty dict switches it on)
 TIMELINE: dict = {}  # likewise for --gpu-timeline
@@ -335,6 +344,7 @@ def main() -> int:
         out["crossbar"].append(r)
         print(f"| {prof} | {r['W1_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}x** | {r['W2_ms']:.2f} | "
               f"{r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}x** |")
+    save(out, args.json)
     from ffsim.gpu import blas, graph
 
     compact, graphs, tf32 = kernels.COMPACT, graph.ENABLED, blas.TF32
@@ -359,6 +369,7 @@ def main() -> int:
             print(f"FF epoch {lab} failed: {type(e).__name__}: {e}", flush=True)
             out["ff"].append({"profile": prof, "mode": mode, "compact": listed, "graph": graphed, "tf32": fast32,
                               "error": f"{type(e).__name__}: {e}"})
+            save(out, args.json)
             continue
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode, "compact": listed,
                           "graph": graphed, "tf32": fast32, **GRAPH_STATS.pop("last", {}),
@@ -369,12 +380,11 @@ def main() -> int:
             print(text, flush=True)
         print(f"FF 784-2000x4, batch 100, {lab} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
+        save(out, args.json)
     kernels.COMPACT, graph.ENABLED, blas.TF32 = compact, graphs, tf32
     out["fast_launch_stats"] = kernels.fast_launch_stats()
     print("fast launch:", out["fast_launch_stats"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    save(out, args.json)
     return 0
 
 
