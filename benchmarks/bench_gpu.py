@@ -152,8 +152,7 @@ def gpu_timeline(model, x, y, batch: int, rng, steps: int = 10, trace: str | Non
     sync()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
-        for b in range(steps):
-            model.train_step(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch], rng, 1.0)
+        in_flight(model, x, y, batch, rng, range(steps))
         sync()
         wall = time.perf_counter() - t0
     fd, path = tempfile.mkstemp(suffix=".json")
@@ -184,11 +183,26 @@ def gpu_timeline(model, x, y, batch: int, rng, steps: int = 10, trace: str | Non
             "activities_per_step": len(gpu) / steps, "by_name": rows}
 
 
+def in_flight(model, x, y, batch: int, rng, batches) -> int:
+    """``model``'s steps on the given mini-batches as ``ffsim train`` runs them: mini-batch k + 1 is submitted
+    before k's statistics are read (one step in flight); returns how many ran."""
+    prev, n = None, 0
+    for b in batches:
+        step = model.submit_step(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch], rng, 1.0)
+        if prev is not None:
+            prev.stats()
+        prev, n = step, n + 1
+    if prev is not None:
+        prev.stats()
+    return n
+
+
 def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, batch: int = 100,
              max_seconds: float = float("inf"), profile_steps: int = 0, label: str = "") -> tuple[float, int, str]:
-    """Seconds per 600-mini-batch epoch of ``model.train_step`` on the GPU (after one warm-up step that
-    compiles the kernels), from ``batches`` timed mini-batches, or fewer if ``max_seconds`` runs out
-    (the figure is then scaled from the mini-batches done; both are reported).  With ``profile_steps``,
+    """Seconds per 600-mini-batch epoch of FF steps on the GPU, one in flight as in ``ffsim train``
+    (:func:`in_flight`; after one warm-up step that compiles the kernels), from ``batches`` timed
+    mini-batches, or fewer if ``max_seconds`` runs out (checked every 50; the figure is then scaled from
+    the mini-batches done; both are reported).  With ``profile_steps``,
     that many more steps run under cProfile afterwards and the top of the profile (by own time) is
     returned as text (host time per call of each function: what launches and transfers cost).  ``label``
     (default: the profile) names the run in the diagnostics."""
@@ -210,14 +224,11 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
     print(f"  warm-up step (compiles the kernels): {time.perf_counter() - t0:.1f} s", flush=True)
     t0 = time.perf_counter()
     done = 0
-    for b in range(batches):
-        model.train_step(x[b * batch:(b + 1) * batch], y[b * batch:(b + 1) * batch], rng, 1.0)
-        done += 1
-        if done % 50 == 0:
-            sync()
-            if time.perf_counter() - t0 > max_seconds:
-                break
-    sync()
+    for start in range(0, batches, 50):
+        done += in_flight(model, x, y, batch, rng, range(start, min(start + 50, batches)))
+        sync()
+        if time.perf_counter() - t0 > max_seconds:
+            break
     seconds = (time.perf_counter() - t0) * 600 / done
     label = label or profile
     runner = model.__dict__.get("_graphs")
@@ -232,9 +243,7 @@ def ff_epoch(layers: tuple[int, ...], profile: str, mode: str, batches: int, bat
 
         prof = cProfile.Profile()
         prof.enable()
-        for b in range(profile_steps):
-            k = b % batches
-            model.train_step(x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch], rng, 1.0)
+        in_flight(model, x, y, batch, rng, [b % batches for b in range(profile_steps)])
         sync()
         prof.disable()
         buf = io.StringIO()

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -398,7 +399,7 @@ def test_resume_finished_run_returns_identical_results(which, request, tmp_path,
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(FFNetwork, "train_step", no_training)
+    monkeypatch.setattr(FFNetwork, "submit_step", no_training)
     extra = ["--profile", "pcm"] if which == "pcm_run" else []
     rc, so, se = train(out, "--epochs", "2", *extra, "--resume")
     assert rc == 0, se
@@ -412,12 +413,13 @@ def test_resume_finished_run_returns_identical_results(which, request, tmp_path,
 
 
 class _Interrupt:
-    """Replaces FFNetwork.train_step: runs the real one, but raises KeyboardInterrupt on call ``at``."""
+    """Replaces FFNetwork.submit_step (what the trainer calls): runs the real one, but raises
+    KeyboardInterrupt on call ``at``."""
 
     def __init__(self, at: int):
         self.at = at
         self.calls = 0
-        self.real = FFNetwork.train_step
+        self.real = FFNetwork.submit_step
 
     def __call__(self, model, *args, **kwargs):
         self.calls += 1
@@ -436,7 +438,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(which, request, tmp
     extra = ["--profile", "pcm"] if which == "pcm_run" else []
     out = tmp_path / "interrupted"
     with monkeypatch.context() as mp:
-        mp.setattr(FFNetwork, "train_step", _Interrupt(at=N_BATCHES + 3).method())  # epoch 2, mini-batch 3
+        mp.setattr(FFNetwork, "submit_step", _Interrupt(at=N_BATCHES + 3).method())  # epoch 2, mini-batch 3
         rc, _, se = train(out, "--epochs", "2", *extra)
     assert rc == 130 and "interrupted" in se
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 1
@@ -467,7 +469,7 @@ def test_resume_from_another_checkout_ignores_the_dataset_path_but_not_its_hash(
     # a run folder carried to another checkout or machine: the dataset file's path differs, its sha256 not
     src, rc, _, se = ideal_run
     assert rc == 0, se
-    monkeypatch.setattr(FFNetwork, "train_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(FFNetwork, "submit_step", lambda *a, **k: pytest.fail("a finished run was trained again"))
     for field, value, ok in (("source", "/elsewhere/mnist.npz", True), ("sha256", "0" * 64, False)):
         out = tmp_path / field
         shutil.copytree(src, out)
@@ -534,19 +536,20 @@ def test_divergence_on_a_chip_exits_3(tmp_path, mode):
 
 
 class _NanLoss:
-    """Replaces FFNetwork.train_step: the real step, but a NaN loss from call ``at`` on."""
+    """Replaces FFNetwork.submit_step: the real step, but a NaN loss from call ``at`` on."""
 
     def __init__(self, at: int):
         self.at = at
         self.calls = 0
-        self.real = FFNetwork.train_step
+        self.real = FFNetwork.submit_step
 
     def __call__(self, model, *args, **kwargs):
         self.calls += 1
-        stats = self.real(model, *args, **kwargs)
+        step = self.real(model, *args, **kwargs)
         if self.calls >= self.at:
-            stats = {**stats, "loss": float("nan")}
-        return stats
+            real_stats = step.stats
+            step = SimpleNamespace(stats=lambda: {**real_stats(), "loss": float("nan")})
+        return step
 
     def method(self):
         return lambda model, *args, **kwargs: self(model, *args, **kwargs)
@@ -557,7 +560,7 @@ def test_divergence_in_second_epoch_keeps_the_first_epochs_checkpoint(ideal_run,
     assert rc == 0, se
     out = tmp_path / "div2"
     with monkeypatch.context() as mp:
-        mp.setattr(FFNetwork, "train_step", _NanLoss(at=N_BATCHES + 2).method())  # epoch 2, mini-batch 2
+        mp.setattr(FFNetwork, "submit_step", _NanLoss(at=N_BATCHES + 2).method())  # epoch 2, mini-batch 2
         rc, so, se = train(out, "--epochs", "2")
     assert rc == 3, se
     assert_no_traceback(so, se)

@@ -37,7 +37,7 @@ from ffsim.ff.layer import FFLayer, SoftmaxHead, check_nonfinite, softmax, updat
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
 
-__all__ = ["FFNetwork", "build_layers", "negative_draws", "sample_negative_labels"]
+__all__ = ["FFNetwork", "StepStats", "build_layers", "negative_draws", "sample_negative_labels"]
 
 
 def sample_negative_labels(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
@@ -80,6 +80,33 @@ def build_layers(cfg: FFConfig, sizes: list[int], rng: np.random.Generator, laye
                               temperature=cfg.temperature, peer_norm=cfg.peer_norm, peer_decay=cfg.peer_decay,
                               momentum=cfg.momentum))
     return layers
+
+
+class StepStats:
+    """The statistics of a submitted FF step (:meth:`FFNetwork.submit_step`), downloaded on first use."""
+
+    __slots__ = ("_B", "_L", "_fetch", "_neg", "_stats")
+
+    def __init__(self, fetch, n_layers: int, batch: int, negatives: np.ndarray | None):
+        self._fetch, self._L, self._B, self._neg, self._stats = fetch, n_layers, batch, negatives, None
+
+    def stats(self) -> dict:
+        """Loss, running errors, goodness and the negative labels of the step (waits for the device);
+        raises :class:`ffsim.crossbar.NonFiniteInput` where a chip was given NaN or inf in this step."""
+        if self._stats is None:
+            s, L = self._fetch(), self._L
+            check_nonfinite(s[4 * L + 3, 0])
+            loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
+            loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
+            self._stats = {
+                "loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),
+                "running_errors": int(s[4 * L].sum()), "n": self._B, "loss_pos": loss_pos, "loss_neg": loss_neg,
+                "goodness_pos": [float(v) for v in s[:L].mean(axis=1)],
+                "goodness_neg": [float(v) for v in s[L:2 * L].mean(axis=1)],
+                "pair_errors": [float(v) for v in (s[L:2 * L] >= s[:L]).mean(axis=1)],
+                "negative_labels": s[4 * L + 2].astype(np.int64) if self._neg is None else self._neg}
+            self._fetch = None
+        return self._stats
 
 
 class FFNetwork(LayeredModel):
@@ -148,11 +175,25 @@ class FFNetwork(LayeredModel):
         On the GPU backend the step crosses between host and device twice: one upload (the label codes
         and the host generator's draws) and one download (every per-case statistic).  With
         ``FFSIM_GPU_GRAPH=1`` the device part of the step is captured in a CUDA graph and replayed
-        (:mod:`ffsim.gpu.graph`; the same results)."""
+        (:mod:`ffsim.gpu.graph`; the same results).  :meth:`submit_step` is this step with its statistics
+        read later."""
+        return self.submit_step(x, labels, rng, gain, head_targets=head_targets, negative_probs=negative_probs,
+                                head_temperature=head_temperature).stats()
+
+    def submit_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float, *,
+                    head_targets: np.ndarray | None = None, negative_probs: np.ndarray | None = None,
+                    head_temperature: float = 1.0) -> StepStats:
+        """:meth:`train_step` whose statistics are read when asked for (:meth:`StepStats.stats`).
+
+        The step is applied to the model (on the GPU backend: its work is queued on the device) before this
+        returns; only the download of its statistics waits.  So a loop that submits mini-batch k + 1 before
+        it reads k's statistics keeps the GPU busy while the host prepares the next step (``ffsim train``
+        does); the results are those of :meth:`train_step`, step for step.  A non-finite input to a chip
+        (:class:`ffsim.crossbar.NonFiniteInput`) is raised by ``stats()``, after any step submitted since."""
         cfg = self.cfg
         bk = self.backend
         labels_h = np.asarray(bk.to_host(labels)).astype(np.int64)
-        B, C, L = len(labels_h), self.num_classes, len(self.layers)
+        B, C = len(labels_h), self.num_classes
         hard = cfg.negatives == "hard"
         if hard:
             u, redraw = negative_draws(rng, B, C)
@@ -162,26 +203,20 @@ class FFNetwork(LayeredModel):
             extra = [neg_h.astype(np.float64)]
         # label codes (positive, neutral) and the draws: one upload
         up_h = np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra])
-        s = None
+        fetch = None
         if bk.is_gpu and head_targets is None and negative_probs is None and head_temperature == 1.0:
             from ffsim.gpu import graph
 
             runner = graph.runner_for(self, self._device_step)
             if runner is not None:
-                s = runner.step(bk.asarray(x), up_h, float(gain))
-        if s is None:
+                fetch = runner.step(bk.asarray(x), up_h, float(gain))
+        if fetch is None:
             S = self._device_step(bk.asarray(x), bk.asarray(up_h), gain, head_targets=head_targets,
                                   negative_probs=negative_probs, head_temperature=head_temperature)
-            s = bk.to_host(S)  # every statistic of the step in one transfer
-        check_nonfinite(s[4 * L + 3, 0])
-        loss_pos = [float(v) for v in s[2 * L:3 * L].mean(axis=1)]
-        loss_neg = [float(v) for v in s[3 * L:4 * L].mean(axis=1)]
-        return {"loss": float(np.sum(loss_pos) + np.sum(loss_neg)), "head_loss": float(s[4 * L + 1].mean()),
-                "running_errors": int(s[4 * L].sum()), "n": B, "loss_pos": loss_pos, "loss_neg": loss_neg,
-                "goodness_pos": [float(v) for v in s[:L].mean(axis=1)],
-                "goodness_neg": [float(v) for v in s[L:2 * L].mean(axis=1)],
-                "pair_errors": [float(v) for v in (s[L:2 * L] >= s[:L]).mean(axis=1)],
-                "negative_labels": s[4 * L + 2].astype(np.int64) if hard else neg_h}
+
+            def fetch(S=S):
+                return bk.to_host(S)  # every statistic of the step in one transfer
+        return StepStats(fetch, len(self.layers), B, None if hard else neg_h)
 
     def _device_step(self, x, up, gain: float, *, head_targets=None, negative_probs=None,
                      head_temperature: float = 1.0):

@@ -87,6 +87,33 @@ def _engine_backend(model):
     return getattr(layers[0], "backend", None) if layers else None
 
 
+class _Done:
+    """A step whose statistics are already on the host (models without :meth:`submit_step`)."""
+
+    def __init__(self, stats: dict):
+        self._s = stats
+
+    def stats(self) -> dict:
+        return self._s
+
+
+class _Failed:
+    """A step that raised while it was submitted; :meth:`stats` raises it again where it is settled."""
+
+    def __init__(self, exc: Exception):
+        self._e = exc
+
+    def stats(self) -> dict:
+        raise self._e
+
+
+def _submit(model, x, labels, rng, gain):
+    """The mini-batch's step, its statistics read later where the model can defer them
+    (:meth:`ffsim.ff.network.FFNetwork.submit_step`), else at once."""
+    sub = getattr(model, "submit_step", None)
+    return sub(x, labels, rng, gain) if sub is not None else _Done(model.train_step(x, labels, rng, gain))
+
+
 def _chips(model) -> list:
     return [s.chip for s in model.stores if getattr(s, "chip", None) is not None]
 
@@ -236,27 +263,41 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
 
             bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                        file=sys.stderr, dynamic_ncols=True)
-        for bi in range(n_batches):
-            idx = order[bi * B:(bi + 1) * B]
+        # one step in flight: mini-batch k + 1 is submitted before k's statistics are read, so on a GPU the
+        # host prepares the next step while the device runs this one (the same steps, in the same order)
+        order_dev = engine.asarray(order) if x_batches is not x_tr else None  # (no upload per mini-batch)
+        in_flight = None
+        for bi in range(n_batches + 1):
+            step = None
+            if bi < n_batches:
+                idx = order[bi * B:(bi + 1) * B]
+                try:
+                    xb = x_tr[idx] if order_dev is None else x_batches[order_dev[bi * B:(bi + 1) * B]]
+                    step = _submit(model, xb, y_tr[idx], neg_rng, gain)
+                except NonFiniteInput as exc:
+                    step = _Failed(exc)
+            if in_flight is None:
+                in_flight = step
+                continue
             try:
-                xb = x_tr[idx] if x_batches is x_tr else x_batches[engine.asarray(idx)]
-                stats = model.train_step(xb, y_tr[idx], neg_rng, gain)
+                stats = in_flight.stats()
                 bad = None if np.isfinite(stats["loss"]) else f"non-finite loss ({stats['loss']})"
             except NonFiniteInput as exc:
                 bad = f"NaN or inf reached the chip ({exc})"
+            in_flight = step
             if bad:
                 if bar:
                     bar.close()
                 kept = (f"the last checkpoint in {out} (end of epoch {epoch - 1}) is kept" if epoch > 1
                         else "no checkpoint was written (the first epoch did not finish)")
-                raise TrainingDiverged(f"{bad} in epoch {epoch}, mini-batch {bi + 1}/{n_batches}; {kept}. "
+                raise TrainingDiverged(f"{bad} in epoch {epoch}, mini-batch {bi}/{n_batches}; {kept}. "
                                        "Lower the learning rate (--lr) or check the profile.")
             loss_sum += stats["loss"]
             running_err += stats["running_errors"]
             seen += stats["n"]
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / (bi + 1):.3f}", err=f"{100 * running_err / seen:.2f}%")
+                bar.set_postfix(loss=f"{loss_sum / bi:.3f}", err=f"{100 * running_err / seen:.2f}%")
         if bar:
             bar.close()
         train_time = time.perf_counter() - t0

@@ -57,7 +57,9 @@ _warned: set = set()
 
 class CupyCapturer:
     """Capture and replay on a GPU: CuPy stream capture on a stream of the runner's own (blocking, so work
-    on the legacy default stream waits for it), temporaries from a private memory pool."""
+    on the legacy default stream waits for it), temporaries from a private memory pool.  A replay's upload
+    and download go through page-locked host buffers (CuPy's pinned pool), so neither waits for the GPU:
+    the host returns as soon as the step is queued, and the statistics are read when asked for."""
 
     def __init__(self):
         import cupy
@@ -85,8 +87,18 @@ class CupyCapturer:
         with self.stream:
             yield
 
-    def upload(self, dev, host) -> None:
-        dev.set(host, stream=self.stream)
+    def _pinned(self, like: np.ndarray):
+        mem = self._cp.cuda.alloc_pinned_memory(max(1, like.nbytes))  # (as cupyx.empty_pinned makes its arrays)
+        return mem, np.ndarray(like.shape, dtype=like.dtype, buffer=mem)
+
+    def upload(self, dev, host):
+        """Queue ``host`` → ``dev`` on the stream; returns what must stay alive until the copy has run
+        (the pinned staging buffer: the pool would hand it out again once it is freed)."""
+        mem, staged = self._pinned(host)
+        staged[...] = host
+        rt = self._cp.cuda.runtime
+        rt.memcpyAsync(dev.data.ptr, staged.ctypes.data, host.nbytes, rt.memcpyHostToDevice, self.stream.ptr)
+        return mem
 
     def copy(self, dst, src) -> None:
         self._cp.copyto(dst, src)
@@ -94,8 +106,19 @@ class CupyCapturer:
     def launch(self, graph) -> None:
         graph.launch(self.stream)
 
-    def download(self, a) -> np.ndarray:
-        return a.get(stream=self.stream)
+    def download(self, a, keep=()):
+        """Queue ``a`` → host on the stream; returns a function that waits for it and returns the host
+        copy (``keep``: what must stay alive until then)."""
+        mem, out = self._pinned(np.empty(a.shape, a.dtype))
+        rt = self._cp.cuda.runtime
+        rt.memcpyAsync(out.ctypes.data, a.data.ptr, a.nbytes, rt.memcpyDeviceToHost, self.stream.ptr)
+        done = self.stream.record()
+
+        def wait(mem=mem, keep=keep):
+            done.synchronize()
+            return out.copy()
+
+        return wait
 
 
 class _Tape:
@@ -139,6 +162,7 @@ class _Graph:
     pending: list = field(default_factory=list)  # (counter, how, offset, size) of the deferred counts
     deltas: list = field(default_factory=list)  # (counter, {count: host increment per step})
     watch: list = field(default_factory=list)  # (owner, name, value) of the model's mutable attributes
+    keep: object = None  # the staging buffer of the capture's upload (alive until the copy has run)
 
 
 def _mutable(owner) -> bool:
@@ -233,8 +257,9 @@ class StepGraphs:
         self.replays = 0
 
     def step(self, x, up_h: np.ndarray, gain: float):
-        """The step's statistics (a host array) from the graph, or None: the caller runs the step itself
-        (the first step of a shape, or one that cannot be captured)."""
+        """The replayed step, queued on the device: a function that waits for its statistics and returns
+        them (a host array); or None: the caller runs the step itself (the first step of a shape, or one
+        that cannot be captured)."""
         shape_sig = (tuple(x.shape), str(x.dtype), up_h.shape[0])
         sig = (*shape_sig, float(gain))
         g = self.current
@@ -265,7 +290,7 @@ class StepGraphs:
         xs = xp.empty(x.shape, dtype=x.dtype)
         host[:n_up].view(np.float64)[:] = up_h
         with self.cap.on_stream():
-            self.cap.upload(buf, host)
+            staged = self.cap.upload(buf, host)
             self.cap.copy(xs, x)
         found, gens, counters = _walk(self.model)
         for c in counters:  # settle what is pending: nothing may be read back inside the capture
@@ -314,7 +339,7 @@ class StepGraphs:
         host[n_up:n_up + len(tape.values)] = np.array(tape.values, dtype=np.uint64)
         watch = [(o, n, v) for (o, n, v) in found.values() if _mutable(o)]
         return _Graph(sig=sig, graph=box["graph"], x=xs, buf=buf, host=host, n_up=n_up, tape=tape, S=S, snap=snap,
-                      pending=layout, deltas=deltas, watch=watch)
+                      pending=layout, deltas=deltas, watch=watch, keep=staged)
 
     @staticmethod
     def _check(found, gens, states, tape) -> None:
@@ -344,7 +369,7 @@ class StepGraphs:
                 setattr(c, k, v)
 
     # replay -----------------------------------------------------------------------------------
-    def _launch(self, g: _Graph, x, up_h, fresh: bool) -> np.ndarray:
+    def _launch(self, g: _Graph, x, up_h, fresh: bool):
         host, n_up = g.host, g.n_up
         if fresh:  # the capture's own draws go with its first launch; later launches draw anew
             host[:n_up].view(np.float64)[:] = up_h
@@ -352,18 +377,18 @@ class StepGraphs:
                 host[n_up + i] = _rng.draw_key(r)
         cap = self.cap
         with cap.on_stream():
-            cap.upload(g.buf, host)
+            staged = cap.upload(g.buf, host)
             cap.copy(g.x, x)
             cap.launch(g.graph)
             if g.snap is not None:
                 c = g.snap.copy()
                 for counter, how, off, n in g.pending:
                     counter._pend(self.xp, c[off:off + n], how)
-            s = cap.download(g.S)
+            fetch = cap.download(g.S, keep=(staged, x))
         for counter, d in g.deltas:
             counter.add(**d)
         self.replays += 1
-        return s
+        return fetch
 
 
 def _get(owner, name):

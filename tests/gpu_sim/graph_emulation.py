@@ -172,6 +172,7 @@ class EmulatedCapturer:
 
     def __init__(self):
         self.launches = 0
+        self.downloads = 0
 
     @contextlib.contextmanager
     def capturing(self, protect):
@@ -199,8 +200,9 @@ class EmulatedCapturer:
     def on_stream(self):
         yield
 
-    def upload(self, dev, host) -> None:
+    def upload(self, dev, host):
         np.copyto(_raw(dev), host)
+        return host.copy()
 
     def copy(self, dst, src) -> None:
         np.copyto(_raw(dst), _raw(src))
@@ -210,5 +212,8 @@ class EmulatedCapturer:
         for entry in graph:
             _replay(entry)
 
-    def download(self, a) -> np.ndarray:
-        return np.array(_raw(a))
+    def download(self, a, keep=()):
+        # in stream order: the copy is taken now (after the replay, before anything queued later)
+        out = np.array(_raw(a))
+        self.downloads += 1
+        return lambda: out

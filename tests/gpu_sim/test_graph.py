@@ -54,7 +54,7 @@ def _same_models(a, b) -> None:
     assert sa.keys() == sb.keys()
     for k in sa:
         np.testing.assert_array_equal(np.asarray(sa[k]), np.asarray(sb[k]), err_msg=k)
-    assert a.ops().as_dict() == b.ops().as_dict()
+    np.testing.assert_equal(a.ops().as_dict(), b.ops().as_dict())  # (NaN equals NaN: a NaN image's read charge)
 
 
 def _run_both(direct, replayed, steps: int, gains=None, batch: int = B):
@@ -78,6 +78,40 @@ def test_replayed_steps_equal_the_direct_steps(gpu_recording, profile, mode, neg
     # the first step of a shape runs directly (compiles, checks layouts); then one capture, three launches
     assert (runner.captures, runner.replays, cap.launches) == (1, 3, 3)
     assert graph.record(replayed) == {"captures": 1, "replays": 3} and graph.record(direct) is None
+
+
+def test_steps_submitted_ahead_of_their_statistics_equal_the_direct_steps(gpu_recording):
+    """``submit_step`` queues a replay and reads its statistics later (how ``ffsim train`` keeps one step in
+    flight): each step's statistics are its own (copied out in stream order, before the next replay
+    overwrites the graph's buffer), also where every step is submitted before any is read.  A non-finite
+    input surfaces at its own step's ``stats()``, and the steps after it equal the direct ones."""
+    from ffsim.crossbar import NonFiniteInput
+
+    direct, replayed = _model("pcm", "insitu"), _model("pcm", "insitu")
+    cap = EmulatedCapturer()
+    runner = graph.runner_for(replayed, replayed._device_step, capturer=cap)
+    x, y = _data(6)
+    x = x.copy()
+    x[4 * B + 1] = np.nan  # mini-batch 4, one case
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    expected = []
+    for s in range(6):
+        sl = slice(s * B, (s + 1) * B)
+        try:
+            expected.append(direct.train_step(x[sl], y[sl], rng_a, 1.0))
+        except NonFiniteInput as e:
+            expected.append(e)
+    submitted = [replayed.submit_step(x[s * B:(s + 1) * B], y[s * B:(s + 1) * B], rng_b, 1.0) for s in range(6)]
+    assert (runner.captures, runner.replays, cap.downloads) == (1, 5, 5)  # step 0 direct, then replays
+    assert isinstance(expected[4], NonFiniteInput)
+    for s, (want, got) in enumerate(zip(expected, submitted, strict=True)):
+        if isinstance(want, Exception):
+            with pytest.raises(NonFiniteInput, match="NaN or inf"):
+                got.stats()
+        else:
+            _same_stats(want, got.stats())
+            assert got.stats() is got.stats(), s  # read once
+    _same_models(direct, replayed)
 
 
 def test_a_new_gain_is_captured_again(gpu_recording):
