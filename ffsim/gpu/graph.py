@@ -11,7 +11,9 @@ learning-rate gain; what changes between mini-batches travels in buffers the gra
   recorded the key's draw (``ffsim.gpu.kernels.CAPTURE``).  Before each replay the host draws the keys
   again from the same generators in the same order (:func:`ffsim.devices.rng.draw_key`), so the replays
   draw exactly the random numbers the step would draw without a graph;
-* the per-step counters (zeroed within the graph) and the statistics (read back once, as without a graph).
+* the per-step counters (zeroed within the graph) and the statistics (read back once, as without a graph,
+  but asynchronously: a replay returns once it is queued, and :meth:`FFNetwork.submit_step`'s caller reads
+  the statistics when it needs them, so the host prepares the next step while the GPU runs this one).
 
 What the step adds to the chips' operation counters is replayed too: the host's increments (a function of
 the shapes) are added again after each replay, and the device counts are copied out of the graph's
