@@ -14,6 +14,8 @@ each with the profile's equation.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -27,6 +29,8 @@ __all__ = [
     "read_noise_lut",
     "read_noise_sigma_uS",
     "read_noise_time_factor",
+    "smax",
+    "smin",
 ]
 
 MODEL_IDS = {"none": 0, "linear": 1, "exponential": 2, "power": 3}
@@ -97,17 +101,30 @@ def read_noise_lut(profile: HardwareProfile, x_cap: float) -> tuple[np.ndarray, 
 
 
 @njit(inline="always", cache=True, error_model="numpy")
+def smin(a, b):
+    """Python's ``min(a, b)`` (numba's overload of the builtin does not compile for CUDA)."""
+    return b if b < a else a
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def smax(a, b):
+    """Python's ``max(a, b)``."""
+    return b if b > a else a
+
+
+@njit(inline="always", cache=True, error_model="numpy")
 def lut_eval(table, inv_step, x):
-    """Linear interpolation in a read-noise table (x clamped to the table's domain)."""
+    """Linear interpolation in a read-noise table (x clamped to the table's domain); float64."""
+    x = np.float64(x)
     if x <= 0.0:
-        return table[0]
-    pos = x * inv_step
+        return np.float64(table[0])
+    pos = x * np.float64(inv_step)
     n = table.shape[0] - 1
     if pos >= n:
-        return table[n]
+        return np.float64(table[n])
     k = np.int64(pos)
-    f = pos - k
-    return table[k] + (table[k + 1] - table[k]) * f
+    f = pos - np.float64(k)
+    return np.float64(table[k]) + np.float64(np.float32(table[k + 1] - table[k])) * f
 
 
 def drift_nu_params(profile: HardwareProfile, g_uS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,9 +166,11 @@ def update_params(profile: HardwareProfile) -> np.ndarray:
 
 @njit(inline="always", cache=True, error_model="numpy")
 def mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
-    """Signed mean change of the state ``u`` for one pulse in direction ``d`` (+1 up, −1 down)."""
+    """Signed mean change of the state ``u`` for one pulse in direction ``d`` (+1 up, −1 down); float64."""
     model = np.int64(prm[P_MODEL])
-    smax = prm[P_SMAX]
+    smax_ = prm[P_SMAX]
+    g_up = np.float64(g_up)
+    g_dn = np.float64(g_dn)
     f = 1.0
     if model == 1:  # linear step (soft bounds for γ = 1); a zero bound means no slope on that side
         if d > 0:
@@ -161,18 +180,18 @@ def mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
     elif model == 2:  # exponential step (aihwkit ExpStep)
         z = 2.0 * prm[P_A] * u * prm[P_INV_RANGE] + prm[P_B]
         if d > 0:
-            f = 1.0 - prm[P_AUP] * np.exp(g_up * z)
+            f = 1.0 - prm[P_AUP] * math.exp(g_up * z)
         else:
-            f = 1.0 - prm[P_ADN] * np.exp(-g_dn * z)
+            f = 1.0 - prm[P_ADN] * math.exp(-g_dn * z)
     elif model == 3:  # power step (Fusi & Abbott 2007)
-        w = (smax - u) * prm[P_INV_RANGE]
-        w = min(max(w, 0.0), 1.0)
+        w = (smax_ - u) * prm[P_INV_RANGE]
+        w = smin(smax(w, 0.0), 1.0)
         if d > 0:
-            f = w**g_up
+            f = math.pow(w, g_up)
         else:
-            f = (1.0 - w) ** g_dn
+            f = math.pow(1.0 - w, g_dn)
     if f < 0.0:
         f = 0.0
     if d > 0:
-        return dw_up * f
-    return -dw_dn * f
+        return np.float64(dw_up) * f
+    return -np.float64(dw_dn) * f

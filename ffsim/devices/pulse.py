@@ -47,20 +47,21 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
-    """One pulse on one device: returns the new normalized conductance.
+    """One pulse on one device: returns the new normalized conductance (float64).
 
     ``w32`` is the 32-bit random word of this pulse's cycle-to-cycle noise.
     """
-    u = prm[P_SMIN] + gval * R
+    u = prm[P_SMIN] + np.float64(gval) * R
     du = mean_step(prm, u, d, dwu, dwd, gu, gd)
     std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
     if std > 0.0:
-        du += std * normal32_from_word(w32, key)
-    g = gval + du * prm[P_INV_RANGE]
+        du += std * np.float64(normal32_from_word(w32, key))
+    g = np.float64(gval) + du * prm[P_INV_RANGE]
+    gm = np.float64(gmax)
     if g < 0.0:
         g = 0.0
-    elif g > gmax:
-        g = gmax
+    elif g > gm:
+        g = gm
     return g
 
 
@@ -103,27 +104,28 @@ def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
             continue
         if mode == 2 and ((d_last > 0 and p == 1) or (d_last < 0 and p == 0)):
             continue
-        wn[p, i, j] = s * normal_at(key, ctr + np.uint64(p))
+        wn[p, i, j] = s * normal_at(key, np.uint64(ctr) + np.uint64(p))
 
 
 @njit(inline="always", cache=True, error_model="numpy")
 def refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j):
     """Effective normalized weight and read-noise variance of cell (i, j) (no IR drop)."""
     noise = S2c.shape[0] > 0
-    a = g[0, i, j] + wn[0, i, j]
+    a = np.float32(g[0, i, j] + wn[0, i, j])
     var = 0.0
     if noise:
-        sa = lut_eval(lut, inv_step, (gmin_n + a) * xscale)
+        sa = lut_eval(lut, inv_step, (gmin_n + np.float64(a)) * xscale)
         var = sa * sa
+    b = np.float32(0.0)
     if g.shape[0] == 2:
-        b = g[1, i, j] + wn[1, i, j]
+        b = np.float32(g[1, i, j] + wn[1, i, j])
         if noise:
-            sb = lut_eval(lut, inv_step, (gmin_n + b) * xscale)
+            sb = lut_eval(lut, inv_step, (gmin_n + np.float64(b)) * xscale)
             var += sb * sb
     else:
         b = ref[i, j // coltile]
-    Wc[i, j] = (a - b) / span
-    if S2c.shape[0] > 0:
+    Wc[i, j] = np.float64(np.float32(a - b)) / span
+    if noise:
         S2c[i, j] = var * t2 / (span * span)
 
 

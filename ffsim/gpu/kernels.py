@@ -45,24 +45,11 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ffsim.devices import physics as _physics
 from ffsim.devices import pulse as _pulse_cpu
-from ffsim.devices.physics import (
-    P_A,
-    P_ADD,
-    P_ADN,
-    P_AUP,
-    P_B,
-    P_INV_RANGE,
-    P_INV_SMAX,
-    P_INV_SMIN,
-    P_MODEL,
-    P_REL,
-    P_SMAX,
-    P_SMIN,
-    P_STATE,
-    P_WNOISE,
-)
+from ffsim.devices.physics import P_WNOISE
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
+from ffsim.gpu.twin import device
 
 __all__ = ["adc_accumulate", "column_sums", "dac_convert", "ir_loads", "namespace", "program_masked",
            "pulse_aggregate", "pulse_exact", "pulse_factors", "pulse_maxima", "rebuild_caches", "refresh_pairs",
@@ -90,7 +77,6 @@ else:
     _rint = libdevice.rint
     _rintf = libdevice.rintf
 
-_M32 = np.uint64(0xFFFFFFFF)
 _G_PROG = np.uint64(0xA0761D6478BD642F)
 _G_REFRESH = np.uint64(0x9E3779B97F4A7C15)
 _G2 = np.uint64(0xD6E8FEB86659FD93)
@@ -517,35 +503,21 @@ def _no_capture(what: str) -> None:
 # device functions shared by the kernels (twins of the @njit(inline='always') helpers)
 
 
-@cuda.jit(device=True)
-def _min(a, b):
-    """Python's ``min(a, b)`` (numba 0.68's overload of the builtin does not compile for CUDA)."""
-    return b if b < a else a
-
-
-@cuda.jit(device=True)
-def _max(a, b):
-    return b if b > a else a
+# the device physics: the CPU helpers' own bodies (ffsim.gpu.twin), their callees bound to the twins
+_min = device(_physics.smin)
+_max = device(_physics.smax)
+_lut_eval = device(_physics.lut_eval)
+_mean_step = device(_physics.mean_step, smin=_min, smax=_max)
+_step_device = device(_pulse_cpu._step_device, mean_step=_mean_step, normal32_from_word=normal32_from_word)
+_pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mix64)
+_redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
+_refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
 
 
 @cuda.jit(device=True)
 def _sqrtf(x):
     """float32 square root (correctly rounded: equal to numpy's and to Numba's on the CPU)."""
     return np.float32(math.sqrt(x))
-
-
-@cuda.jit(device=True)
-def _lut_eval(table, inv_step, x):
-    x = np.float64(x)
-    if x <= 0.0:
-        return np.float64(table[0])
-    pos = x * np.float64(inv_step)
-    n = table.shape[0] - 1
-    if pos >= n:
-        return np.float64(table[n])
-    k = np.int64(pos)
-    f = pos - np.float64(k)
-    return np.float64(table[k]) + np.float64(np.float32(table[k + 1] - table[k])) * f
 
 
 @cuda.jit(device=True)
@@ -577,116 +549,6 @@ def _tanh_rational(x):
           + _TANH_P[1]) * x2 + _TANH_P[0]) * x
     q = ((_TANH_Q[3] * x2 + _TANH_Q[2]) * x2 + _TANH_Q[1]) * x2 + _TANH_Q[0]
     return p / q
-
-
-@cuda.jit(device=True)
-def _mean_step(prm, u, d, dw_up, dw_dn, g_up, g_dn):
-    model = np.int64(prm[P_MODEL])
-    smax = prm[P_SMAX]
-    g_up = np.float64(g_up)
-    g_dn = np.float64(g_dn)
-    f = 1.0
-    if model == 1:
-        if d > 0:
-            f = 1.0 - g_up * u * prm[P_INV_SMAX]
-        else:
-            f = 1.0 - g_dn * u * prm[P_INV_SMIN]
-    elif model == 2:
-        z = 2.0 * prm[P_A] * u * prm[P_INV_RANGE] + prm[P_B]
-        if d > 0:
-            f = 1.0 - prm[P_AUP] * math.exp(g_up * z)
-        else:
-            f = 1.0 - prm[P_ADN] * math.exp(-g_dn * z)
-    elif model == 3:
-        w = (smax - u) * prm[P_INV_RANGE]
-        w = _min(_max(w, 0.0), 1.0)
-        if d > 0:
-            f = math.pow(w, g_up)
-        else:
-            f = math.pow(1.0 - w, g_dn)
-    if f < 0.0:
-        f = 0.0
-    if d > 0:
-        return np.float64(dw_up) * f
-    return -np.float64(dw_dn) * f
-
-
-@cuda.jit(device=True)
-def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
-    u = prm[P_SMIN] + np.float64(gval) * R
-    du = _mean_step(prm, u, d, dwu, dwd, gu, gd)
-    std = prm[P_REL] * abs(du) + prm[P_ADD] + prm[P_STATE] * abs(u)
-    if std > 0.0:
-        du += std * np.float64(normal32_from_word(w32, key))
-    g = np.float64(gval) + du * prm[P_INV_RANGE]
-    gm = np.float64(gmax)
-    if g < 0.0:
-        g = 0.0
-    elif g > gm:
-        g = gm
-    return g
-
-
-@cuda.jit(device=True)
-def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w):
-    n = 0
-    if mode == 0:
-        if stuck[0, i, j] == 0:
-            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
-            n = 1
-    elif mode == 1:
-        if stuck[0, i, j] == 0:
-            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
-            n += 1
-        if stuck[1, i, j] == 0:
-            g[1, i, j] = _step_device(prm, R, g[1, i, j], -d, dwu[1, i, j], dwd[1, i, j], gu[1, i, j],
-                                      gd[1, i, j], gmax[1, i, j], key, mix64(w) & _M32)
-            n += 1
-    else:
-        p = 0 if d > 0 else 1
-        if stuck[p, i, j] == 0:
-            g[p, i, j] = _step_device(prm, R, g[p, i, j], 1, dwu[p, i, j], dwd[p, i, j], gu[p, i, j],
-                                      gd[p, i, j], gmax[p, i, j], key, w & _M32)
-            n = 1
-    return n
-
-
-@cuda.jit(device=True)
-def _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, key, ctr):
-    s = prm[P_WNOISE]
-    for p in range(wn.shape[0]):
-        if stuck[p, i, j] != 0:
-            continue
-        if mode == 2 and ((d_last > 0 and p == 1) or (d_last < 0 and p == 0)):
-            continue
-        wn[p, i, j] = s * normal_at(key, np.uint64(ctr) + np.uint64(p))
-
-
-@cuda.jit(device=True)
-def _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j):
-    noise = S2c.shape[0] > 0
-    a = np.float32(g[0, i, j] + wn[0, i, j])
-    var = 0.0
-    if noise:
-        sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(a)) * xscale)
-        var = sa * sa
-    b = np.float32(0.0)
-    if g.shape[0] == 2:
-        b = np.float32(g[1, i, j] + wn[1, i, j])
-        if noise:
-            sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(b)) * xscale)
-            var += sb * sb
-    else:
-        b = ref[i, j // coltile]
-    Wc[i, j] = np.float64(np.float32(a - b)) / span
-    if noise:
-        S2c[i, j] = var * t2 / (span * span)
-
-
-# ----------------------------------------------------------------------------------------------
-# periphery
 
 
 @cuda.jit(device=True)
