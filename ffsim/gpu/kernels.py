@@ -46,7 +46,9 @@ import numpy as np
 from numba import cuda
 
 from ffsim.devices import physics as _physics
+from ffsim.devices import program as _program_cpu
 from ffsim.devices import pulse as _pulse_cpu
+from ffsim.devices import refresh as _refresh_cpu
 from ffsim.devices.physics import P_WNOISE
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
 from ffsim.gpu.twin import device
@@ -77,8 +79,6 @@ else:
     _rint = libdevice.rint
     _rintf = libdevice.rintf
 
-_G_PROG = np.uint64(0xA0761D6478BD642F)
-_G_REFRESH = np.uint64(0x9E3779B97F4A7C15)
 _G2 = np.uint64(0xD6E8FEB86659FD93)
 _TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
                     -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16])
@@ -512,6 +512,13 @@ _step_device = device(_pulse_cpu._step_device, mean_step=_mean_step, normal32_fr
 _pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mix64)
 _redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
 _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
+_poly = device(_refresh_cpu._poly)
+_nu = device(_refresh_cpu._nu, smin=_min, smax=_max)
+_write_device = device(_program_cpu._write_device, smin=_min, smax=_max, rint=_rint, _poly=_poly, normal_at=normal_at)
+_program_cell = device(_program_cpu._program_cell, mix64=mix64, smin=_min, smax=_max, _write_device=_write_device,
+                       _nu=_nu, normal_at=normal_at, refresh_cache_cell=_refresh_cache_cell)
+_refresh_cell = device(_refresh_cpu._refresh_cell, mix64=mix64, lut_eval=_lut_eval, normal_at=normal_at, smin=_min,
+                       smax=_max, rint=_rint, _poly=_poly, _nu=_nu, refresh_cache_cell=_refresh_cache_cell)
 
 
 @cuda.jit(device=True)
@@ -523,22 +530,6 @@ def _sqrtf(x):
 @cuda.jit(device=True)
 def _dprof(p):
     return p * (2.0 - p)
-
-
-@cuda.jit(device=True)
-def _poly(c, x):
-    out = 0.0
-    for k in range(c.shape[0] - 1, -1, -1):
-        out = out * x + np.float64(c[k])
-    return out
-
-
-@cuda.jit(device=True)
-def _nu(nu_prm, x, n):
-    lx = math.log(_max(np.float64(x), 1e-12))
-    m = _min(_max(nu_prm[0] * lx + nu_prm[1], nu_prm[2]), nu_prm[3])
-    s = _min(_max(nu_prm[4] * lx + nu_prm[5], nu_prm[6]), nu_prm[7])
-    return _max(np.float64(m + s * n), 0.0)
 
 
 @cuda.jit(device=True)
@@ -915,47 +906,14 @@ def column_sums(g, out) -> None:
 # device updates
 
 
-@cuda.jit(device=True)
-def _write_device(t, gm, levels, prog_poly_n, gmin_n, xscale, key, ctr):
-    gm = np.float64(gm)
-    t = _min(_max(np.float64(t), 0.0), 1.0)
-    if levels > 0:
-        t = _rint(t * (levels - 1)) / (levels - 1)
-    t = _min(t, gm)
-    sig = _max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
-    if sig > 0.0:
-        t = t + sig * normal_at(key, ctr)
-    return _min(_max(t, 0.0), gm)
-
-
 @cuda.jit
 def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span, gmin_n,
              xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched, total):
     j, i = cuda.grid(2)
-    P, n_in, n_out = g.shape
-    if i >= n_in or j >= n_out or not mask[i, j]:
+    if i >= g.shape[1] or j >= g.shape[2] or not mask[i, j]:
         return
-    ck = mix64(np.uint64(key) ^ (np.uint64(i * n_out + j) * _G_PROG))
-    wv = np.float64(Wn[i, j])
-    delta = 0.0
-    for p in range(P):
-        if stuck[p, i, j] == 0:
-            target = 0.0
-            if P == 2:
-                target = _max(wv, 0.0) if p == 0 else _max(-wv, 0.0)
-            else:
-                target = gref0 + wv * span
-            old = np.float64(g[p, i, j])
-            new = _write_device(target, gmax[p, i, j], levels, prog_poly_n, gmin_n, xscale, ck, np.uint64(2 * p))
-            g[p, i, j] = new
-            delta += new - old
-            if wn_on:
-                wn[p, i, j] = 0.0
-            if drift_on:
-                xt = (gmin_n + _min(_max(target, 0.0), 1.0)) * xscale
-                nu[p, i, j] = _nu(nu_prm, xt, normal_at(ck, np.uint64(2 * p + 1)))
-    if cache_on:
-        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    delta = _program_cell(Wn, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span,
+                          gmin_n, xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, i, j, 0.0)
     cuda.atomic.add(rowsum, i, delta)
     rows_touched[i] = True
     cuda.atomic.add(total, 0, 1)
@@ -1356,51 +1314,6 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
                 f(R), int(mode), key, bool(cache_on), Wc, S2c, ref, int(coltile), f(span), f(gmin_n), f(xscale), lut,
                 f(inv_step), f(t2), rowsum, total.array())
     return total.read()
-
-
-@cuda.jit(device=True)
-def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
-                  gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, i, j):
-    """Cell (i, j) of :func:`_refresh`; returns (the pair's conductance change, 1 if refreshed else 0)."""
-    n_out = g.shape[2]
-    if stuck[0, i, j] != 0 or stuck[1, i, j] != 0:
-        return 0.0, 0
-    g0 = g[0, i, j]
-    g1 = g[1, i, j]
-    if g0 <= thr and g1 <= thr:
-        return 0.0, 0
-    k = mix64(np.uint64(key) ^ (np.uint64(i * n_out + j) * _G_REFRESH))
-    wa = np.float32(g[0, i, j] + wn[0, i, j])
-    wb = np.float32(g[1, i, j] + wn[1, i, j])
-    sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(wa)) * xscale) * t_factor
-    sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(wb)) * xscale) * t_factor
-    w = (np.float64(wa) + sa * normal_at(k, np.uint64(0))) - (np.float64(wb) + sb * normal_at(k, np.uint64(1)))
-    ra = _min(_max(reset_n + reset_std_n * normal_at(k, np.uint64(2)), 0.0), np.float64(gmax[0, i, j]))
-    rb = _min(_max(reset_n + reset_std_n * normal_at(k, np.uint64(3)), 0.0), np.float64(gmax[1, i, j]))
-    p = 0 if w > 0 else 1
-    base = ra if p == 0 else rb
-    t = base + abs(w)
-    if levels > 0:
-        t = _rint(t * (levels - 1)) / (levels - 1)
-    gm = np.float64(gmax[p, i, j])
-    t = _min(_max(t, 0.0), gm)
-    sig = _max(_poly(prog_poly_n, (gmin_n + t) * xscale), 0.0)
-    new = _min(_max(t + sig * normal_at(k, np.uint64(4)), 0.0), gm)
-    if p == 0:
-        ra = new
-    else:
-        rb = new
-    g[0, i, j] = ra
-    g[1, i, j] = rb
-    if wn_on:
-        wn[0, i, j] = 0.0
-        wn[1, i, j] = 0.0
-    if drift_on:
-        nu[0, i, j] = _nu(nu_prm, (gmin_n + (t if p == 0 else ra)) * xscale, normal_at(k, np.uint64(5)))
-        nu[1, i, j] = _nu(nu_prm, (gmin_n + (t if p == 1 else rb)) * xscale, normal_at(k, np.uint64(6)))
-    if cache_on:
-        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
-    return (ra + rb) - np.float64(np.float32(g0 + g1)), 1
 
 
 @cuda.jit
