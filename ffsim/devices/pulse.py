@@ -36,6 +36,7 @@ _G2 = np.uint64(0xD6E8FEB86659FD93)
 
 @njit(inline="always", cache=True, error_model="numpy")
 def popcount64(v):
+    v = np.uint64(v)
     v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
     v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
     v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -129,6 +130,69 @@ def refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step,
         S2c[i, j] = var * t2 / (span * span)
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _pulse_count(Etot, key, i, j):
+    """Cell (i, j)'s number of pulses in :func:`pulse_aggregate` (its Poisson draw)."""
+    lam = np.float32(Etot[i, j])
+    if lam <= 0.0:
+        return 0
+    return poisson_at(key, np.uint64(i * Etot.shape[1] + j), lam)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _cell_done(prm, mode, d_last, n, g, stuck, wn, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
+               t2, i, j, ck, acc, s0):
+    """After a cell's ``n`` pulses (the last of direction ``d_last``): ``acc`` plus its devices' conductances
+    minus ``s0``; its write noise redrawn and its cache entries refreshed."""
+    for p in range(g.shape[0]):
+        acc += np.float64(g[p, i, j])
+    acc -= s0
+    if prm[P_WNOISE] > 0.0:
+        _redraw_write_noise(prm, mode, d_last, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
+    if cache_on:
+        refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+    return acc
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _pulse_train(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                 coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j, acc):
+    """The ``n`` > 0 pulses of cell (i, j) in :func:`pulse_aggregate`, each up or down with the odds of the
+    expected counts; returns (``acc`` plus the cell's conductance change, device pulses)."""
+    lam = np.float32(Etot[i, j])
+    c = np.uint64(i * Etot.shape[1] + j)
+    ck = mix64(np.uint64(key) ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
+    pu = 0.5 * (1.0 + np.float64(np.float32(Enet[i, j] / lam)))
+    s0 = 0.0
+    for p in range(g.shape[0]):
+        s0 += np.float64(g[p, i, j])
+    d = 1
+    pulses = 0
+    for k in range(n):
+        w = word_at(ck, np.uint64(k))
+        d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
+        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
+    acc = _cell_done(prm, mode, d, n, g, stuck, wn, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut,
+                     inv_step, t2, i, j, ck, acc, s0)
+    return acc, pulses
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _exact_cell(n, d, kb, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, cache_on, Wc, S2c, ref, coltile, span,
+                gmin_n, xscale, lut, inv_step, t2, i, j, acc):
+    """The ``n`` > 0 coincidences of direction ``d`` at cell (i, j) of one sample in :func:`pulse_exact`
+    (``kb``: the sample's key); returns (``acc`` plus the cell's conductance change, device pulses)."""
+    ck = mix64(np.uint64(kb) ^ np.uint64(i * g.shape[2] + j))
+    for p in range(g.shape[0]):
+        acc -= np.float64(g[p, i, j])
+    pulses = 0
+    for k in range(n):
+        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, word_at(ck, np.uint64(k)))
+    acc = _cell_done(prm, mode, d, n, g, stuck, wn, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut,
+                     inv_step, t2, i, j, ck, acc, 0.0)
+    return acc, pulses
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
                     cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
@@ -139,36 +203,18 @@ def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     Σ of normalized conductance) is kept current.
     """
     n_in, n_out = Etot.shape
-    wn_on = prm[P_WNOISE] > 0.0
     total = 0
     for i in prange(n_in):
         row_total = 0
         row_delta = 0.0
         for j in range(n_out):
-            lam = Etot[i, j]
-            if lam <= 0.0:
-                continue
-            c = np.uint64(i * n_out + j)
-            n = poisson_at(key, c, lam)
+            n = _pulse_count(Etot, key, i, j)
             if n == 0:
                 continue
-            ck = mix64(key ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
-            pu = 0.5 * (1.0 + Enet[i, j] / lam)
-            s0 = 0.0
-            for p in range(g.shape[0]):
-                s0 += g[p, i, j]
-            d = 1
-            for k in range(n):
-                w = word_at(ck, np.uint64(k))
-                d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
-                row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
-            for p in range(g.shape[0]):
-                row_delta += g[p, i, j]
-            row_delta -= s0
-            if wn_on:
-                _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
-            if cache_on:
-                refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
+            row_delta, pulses = _pulse_train(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
+                                             cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2,
+                                             i, j, row_delta)
+            row_total += pulses
         rowsum[i] += row_delta
         total += row_total
     return total
@@ -268,7 +314,6 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
     cols = np.empty((B, n_out), dtype=np.uint64)
     _fill_trains(Pr, BL, key, rows)
     _fill_trains(Pc, BL, mix64(key ^ np.uint64(0x243F6A8885A308D3)), cols)
-    wn_on = prm[P_WNOISE] > 0.0
     total = 0
     for b in range(B):
         kb = mix64(key + np.uint64(b + 1) * _G2)
@@ -283,19 +328,10 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
                 if n == 0:
                     continue
                 d = 1 if Sr[b, i] * Sc[b, j] > 0 else -1
-                ck = mix64(kb ^ np.uint64(i * n_out + j))
-                for p in range(g.shape[0]):
-                    row_delta -= g[p, i, j]
-                for k in range(n):
-                    row_total += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck,
-                                             word_at(ck, np.uint64(k)))
-                for p in range(g.shape[0]):
-                    row_delta += g[p, i, j]
-                if wn_on:
-                    _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
-                if cache_on:
-                    refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c,
-                                       i, j)
+                row_delta, pulses = _exact_cell(n, d, kb, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode,
+                                                cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
+                                                t2, i, j, row_delta)
+                row_total += pulses
             rowsum[i] += row_delta
             total += row_total
     return total

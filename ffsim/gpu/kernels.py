@@ -49,7 +49,6 @@ from ffsim.devices import physics as _physics
 from ffsim.devices import program as _program_cpu
 from ffsim.devices import pulse as _pulse_cpu
 from ffsim.devices import refresh as _refresh_cpu
-from ffsim.devices.physics import P_WNOISE
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
 from ffsim.gpu.twin import device
 
@@ -512,6 +511,14 @@ _step_device = device(_pulse_cpu._step_device, mean_step=_mean_step, normal32_fr
 _pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mix64)
 _redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
 _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
+_popcount64 = device(_pulse_cpu.popcount64)
+_pulse_count = device(_pulse_cpu._pulse_count, poisson_at=poisson_at)
+_cell_done = device(_pulse_cpu._cell_done, _redraw_write_noise=_redraw_write_noise,
+                    refresh_cache_cell=_refresh_cache_cell)
+_pulse_train = device(_pulse_cpu._pulse_train, mix64=mix64, word_at=word_at, _pulse_cell=_pulse_cell,
+                      _cell_done=_cell_done)
+_exact_cell = device(_pulse_cpu._exact_cell, mix64=mix64, word_at=word_at, _pulse_cell=_pulse_cell,
+                     _cell_done=_cell_done)
 _poly = device(_refresh_cpu._poly)
 _nu = device(_refresh_cpu._nu, smin=_min, smax=_max)
 _write_device = device(_program_cpu._write_device, smin=_min, smax=_max, rint=_rint, _poly=_poly, normal_at=normal_at)
@@ -950,50 +957,14 @@ def _add_to_sums(rowsum, total, i, delta, n):
 
 
 @cuda.jit(device=True)
-def _pulse_count(Etot, key, i, j):
-    """Cell (i, j)'s number of pulses in :func:`_pulse_agg` (its Poisson draw)."""
-    lam = np.float32(Etot[i, j])
-    if lam <= 0.0:
-        return 0
-    return poisson_at(key, np.uint64(i * Etot.shape[1] + j), lam)
-
-
-@cuda.jit(device=True)
 def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
                     coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j):
     """Cell (i, j) of :func:`_pulse_agg`: its pulses; returns (its devices' conductance change, pulses)."""
     n = _pulse_count(Etot, key, i, j)
     if n == 0:
         return 0.0, 0
-    return _pulse_n_cell(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c,
-                         ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j)
-
-
-@cuda.jit(device=True)
-def _pulse_n_cell(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
-                  coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j):
-    """The ``n`` > 0 pulses of cell (i, j); returns (its devices' conductance change, device pulses)."""
-    lam = np.float32(Etot[i, j])
-    c = np.uint64(i * Etot.shape[1] + j)
-    ck = mix64(np.uint64(key) ^ (c * _G2 + np.uint64(0x7F4A7C159E3779B9)))
-    pu = 0.5 * (1.0 + np.float64(np.float32(Enet[i, j] / lam)))
-    s0 = 0.0
-    for p in range(g.shape[0]):
-        s0 += np.float64(g[p, i, j])
-    d = 1
-    pulses = 0
-    for k in range(n):
-        w = word_at(ck, np.uint64(k))
-        d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
-        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
-    s1 = 0.0
-    for p in range(g.shape[0]):
-        s1 += np.float64(g[p, i, j])
-    if prm[P_WNOISE] > 0.0:
-        _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
-    if cache_on:
-        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
-    return s1 - s0, pulses
+    return _pulse_train(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c, ref,
+                        coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j, 0.0)
 
 
 @cuda.jit
@@ -1124,9 +1095,9 @@ def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, s
     k = cuda.grid(1)
     while k < m:
         i, j = _listed_cell(cells, k, n_out)
-        delta, pulses = _pulse_n_cell(np.int64(counts[k]), Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R,
-                                      mode, key, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
-                                      t2, i, j)
+        delta, pulses = _pulse_train(np.int64(counts[k]), Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R,
+                                     mode, key, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step,
+                                     t2, i, j, 0.0)
         _add_to_sums(rowsum, total, i, delta, pulses)
         k += cuda.gridsize(1)
 
@@ -1254,15 +1225,6 @@ def _fill_trains(P, BL, key, out):
     out[b, i] = bits
 
 
-@cuda.jit(device=True)
-def _popcount64(v):
-    v = np.uint64(v)
-    v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
 @cuda.jit
 def _pulse_sample(b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c,
                   ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
@@ -1276,21 +1238,9 @@ def _pulse_sample(b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, p
         return
     kb = mix64(np.uint64(key) + np.uint64(b + 1) * _G2)
     d = 1 if Sr[b, i] * Sc[b, j] > 0 else -1
-    ck = mix64(kb ^ np.uint64(i * n_out + j))
-    s0 = 0.0
-    for p in range(g.shape[0]):
-        s0 += np.float64(g[p, i, j])
-    pulses = 0
-    for k in range(n):
-        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, word_at(ck, np.uint64(k)))
-    s1 = 0.0
-    for p in range(g.shape[0]):
-        s1 += np.float64(g[p, i, j])
-    if prm[P_WNOISE] > 0.0:
-        _redraw_write_noise(prm, mode, d, stuck, wn, i, j, ck, np.uint64(2 * n + 1))
-    if cache_on:
-        _refresh_cache_cell(g, wn, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, Wc, S2c, i, j)
-    cuda.atomic.add(rowsum, i, s1 - s0)
+    delta, pulses = _exact_cell(n, d, kb, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, cache_on, Wc, S2c, ref,
+                                coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j, 0.0)
+    cuda.atomic.add(rowsum, i, delta)
     cuda.atomic.add(total, 0, pulses)
 
 
