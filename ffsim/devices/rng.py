@@ -13,6 +13,8 @@ normals for the converters use a vectorized Box-Muller transform (:func:`normals
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -52,9 +54,17 @@ def draw_key(rng: np.random.Generator) -> np.uint64:
     return key
 
 
+# The scalar generators below are also the GPU's (ffsim.gpu.rng compiles their bodies as CUDA device
+# functions): every operand is converted explicitly, so numba's typing and numpy's scalar rules (the CUDA
+# simulator runs the bodies as Python) agree, and the float32 exponential is a name the GPU binds to its own.
+expf = np.exp
+_TWO53 = 1.0 / 9007199254740992.0
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def mix64(z):
     """SplitMix64 finalizer: a bijective 64-bit hash with full avalanche."""
+    z = np.uint64(z)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -63,13 +73,13 @@ def mix64(z):
 @njit(inline="always", cache=True, error_model="numpy")
 def word_at(key, ctr):
     """The 64-bit random word number ``ctr`` of stream ``key``."""
-    return mix64(key + (ctr + np.uint64(1)) * _GOLDEN)
+    return mix64(np.uint64(key) + (np.uint64(ctr) + np.uint64(1)) * _GOLDEN)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
 def uniform_at(key, ctr):
     """Uniform float64 in [0, 1) with 53 random bits."""
-    return np.float64(word_at(key, ctr) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return np.float64(word_at(key, ctr) >> np.uint64(11)) * _TWO53
 
 
 @njit(cache=True, error_model="numpy")
@@ -79,17 +89,17 @@ def _zig_slow(key, h, i, x):
     Returns the accepted magnitude, or -1.0 when the attempt is rejected and the sampler must restart.
     ``h`` seeds the fresh random numbers of this attempt.
     """
-    h2 = mix64(key ^ h ^ np.uint64(0xD1B54A32D192ED03))
+    h2 = mix64(np.uint64(key) ^ np.uint64(h) ^ np.uint64(0xD1B54A32D192ED03))
     if i == 0:  # the tail beyond R (Marsaglia 1964)
-        u1 = (np.float64(h2 >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-        u2 = (np.float64(mix64(h2) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-        xx = -np.log(u1) / _R
-        yy = -np.log(u2)
+        u1 = (np.float64(h2 >> np.uint64(11)) + 0.5) * _TWO53
+        u2 = (np.float64(mix64(h2) >> np.uint64(11)) + 0.5) * _TWO53
+        xx = -math.log(u1) / _R
+        yy = -math.log(u2)
         if 2.0 * yy > xx * xx:
             return _R + xx
         return -1.0
-    u2 = np.float64(h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    if ZIG_F[i + 1] + u2 * (ZIG_F[i] - ZIG_F[i + 1]) < np.exp(-0.5 * x * x):
+    u2 = np.float64(h2 >> np.uint64(11)) * _TWO53
+    if np.float64(ZIG_F[i + 1]) + u2 * (np.float64(ZIG_F[i]) - np.float64(ZIG_F[i + 1])) < math.exp(-0.5 * x * x):
         return x
     return -1.0
 
@@ -97,14 +107,15 @@ def _zig_slow(key, h, i, x):
 @njit(cache=True, error_model="numpy")
 def _normal_exact(key, ctr):
     """Exact float64 ziggurat normal; restarts (rarely) until an attempt is accepted."""
-    c = ctr
+    c = np.uint64(ctr)
+    key = np.uint64(key)
     while True:
         h = word_at(key, c)
         i = np.int64(h & np.uint64(127))
         sgn = 1.0 if (h >> np.uint64(7)) & np.uint64(1) else -1.0
-        u = np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-        x = u * ZIG_X[i]
-        if x < ZIG_X[i + 1]:
+        u = np.float64(h >> np.uint64(11)) * _TWO53
+        x = u * np.float64(ZIG_X[i])
+        if x < np.float64(ZIG_X[i + 1]):
             return sgn * x
         m = _zig_slow(key, h, i, x)
         if m >= 0.0:
@@ -121,25 +132,27 @@ def normal_at(key, ctr):
 @njit(inline="always", cache=True, error_model="numpy")
 def _zig32_fast(w):
     """Fast path of the float32 ziggurat from a 32-bit word: (value, accepted)."""
+    w = np.uint64(w)
     i = np.int64(w & np.uint64(127))
     u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
-    x = u * ZIG_X32[i]
+    x = np.float32(u * ZIG_X32[i])
     s = np.float32(1.0) if (w & np.uint64(128)) else np.float32(-1.0)
-    return s * x, x < ZIG_X32[i + 1]
+    return np.float32(s * x), x < ZIG_X32[i + 1]
 
 
 @njit(cache=True, error_model="numpy")
 def _zig32_finish(w, key):
     """Complete a float32 ziggurat draw whose fast path rejected: slow path on the same (layer, x),
     then, if that attempt is rejected too, a full restart."""
+    w = np.uint64(w)
     i = np.int64(w & np.uint64(127))
     u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
-    x = np.float64(u * ZIG_X32[i])
+    x = np.float64(np.float32(u * ZIG_X32[i]))
     sgn = 1.0 if (w & np.uint64(128)) else -1.0
     m = _zig_slow(key, w, i, x)
     if m >= 0.0:
         return np.float32(sgn * m)
-    return np.float32(_normal_exact(key ^ np.uint64(0x5851F42D4C957F2D), w))
+    return np.float32(_normal_exact(np.uint64(key) ^ np.uint64(0x5851F42D4C957F2D), w))
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -156,22 +169,26 @@ _INV_K = np.array([0.0] + [1.0 / k for k in range(1, 1025)])
 
 @njit(cache=True, error_model="numpy")
 def poisson_at(key, ctr, lam):
-    """Poisson(lam) variate of stream ``key`` at ``ctr`` (inversion; normal approximation above 40)."""
-    if lam <= 0.0:
+    """Poisson(lam) variate of stream ``key`` at ``ctr`` (inversion; normal approximation above 40).
+
+    ``lam`` is taken as float32 (the pulse update's expected counts), its ``sqrt`` and ``exp`` float32."""
+    lf = np.float32(lam)
+    l64 = np.float64(lf)
+    if l64 <= 0.0:
         return 0
-    if lam > 40.0:
-        k = np.floor(lam + np.sqrt(lam) * _normal_exact(key, ctr) + 0.5)
+    if l64 > 40.0:
+        k = math.floor(l64 + np.float64(np.float32(math.sqrt(lf))) * _normal_exact(key, ctr) + 0.5)
         return np.int64(k) if k > 0 else 0
     u = uniform_at(key, ctr)
     # P(0) = exp(-lam) >= 1 - lam: most calls with small lam end here without a transcendental.
-    if u < 1.0 - lam:
+    if u < 1.0 - l64:
         return 0
-    p = np.exp(-lam)
+    p = np.float64(np.float32(expf(-lf)))
     cdf = p
     k = 0
     while u >= cdf and k < 1024:
         k += 1
-        p *= lam * _INV_K[k]
+        p *= l64 * _INV_K[k]
         cdf += p
     return k
 
@@ -182,6 +199,7 @@ _M32 = np.uint64(0xFFFFFFFF)
 @njit(inline="always", cache=True, error_model="numpy")
 def fmix32(h):
     """MurmurHash3 32-bit finalizer (held in a uint64; vectorizes with 32-bit lanes)."""
+    h = np.uint64(h)
     h ^= h >> np.uint64(16)
     h = (h * np.uint64(0x85EBCA6B)) & _M32
     h ^= h >> np.uint64(13)
@@ -192,7 +210,7 @@ def fmix32(h):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _word32(key32, ctr):
-    return fmix32(((ctr * np.uint64(0x9E3779B1)) ^ key32) & _M32)
+    return fmix32(((np.uint64(ctr) * np.uint64(0x9E3779B1)) ^ np.uint64(key32)) & _M32)
 
 
 _HALF_PI = np.float32(np.pi / 2)

@@ -2,9 +2,11 @@
 
 Same streams: ``(key, counter)`` gives the same 64-bit word, uniform and normal on the CPU and here, so
 the GPU kernels draw the numbers their CPU twins draw (the CUDA simulator reproduces them bit for bit;
-on a GPU the transcendental functions of libdevice may differ from the CPU's in the last bit).  Every
-operand is converted explicitly: numba's typing (float32 op float64 → float64) and the simulator's
-numpy-scalar rules (NEP 50) then agree.  ``tests/gpu_sim`` compares each function with its CPU twin.
+on a GPU the transcendental functions of libdevice may differ from the CPU's in the last bit).  The scalar
+generators are the CPU module's own bodies compiled as device functions (:mod:`ffsim.gpu.twin`); only the
+Box-Muller block, which the CPU computes as vectorized loops over a whole block, has an element-wise form
+here (:func:`normal_box_muller32`, element ``j`` of the CPU's block).  ``tests/gpu_sim`` compares each
+function with its CPU twin.
 """
 
 from __future__ import annotations
@@ -15,133 +17,27 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ffsim.devices.rng import ZIG_F, ZIG_X, ZIG_X32
+from ffsim.devices import rng as cpu
+from ffsim.devices.rng import _C, _HALF_PI, _LN2, _M32, _S, _SQRT2
+from ffsim.gpu.twin import device
 
 __all__ = ["mix64", "normal32_from_word", "normal_at", "normal_box_muller32", "poisson_at", "uniform_at", "word_at"]
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_R = float(ZIG_X[1])
-_INV_K = np.array([0.0] + [1.0 / k for k in range(1, 1025)])
-_M32 = np.uint64(0xFFFFFFFF)
-_HALF_PI = np.float32(np.pi / 2)
-_S = np.array([1.0, -1 / 6, 1 / 120, -1 / 5040, 1 / 362880, -1 / 39916800], dtype=np.float32)
-_C = np.array([1.0, -1 / 2, 1 / 24, -1 / 720, 1 / 40320, -1 / 3628800, 1 / 479001600], dtype=np.float32)
-_LN2 = np.float32(np.log(2.0))
-_SQRT2 = np.float32(np.sqrt(2.0))
-_TWO53 = 1.0 / 9007199254740992.0
-# float32 exp: numpy's in the simulator (what Numba computes on the CPU), libdevice's expf on a GPU
-_expf = np.exp if numba.config.ENABLE_CUDASIM else math.exp
 
-
-@cuda.jit(device=True)
-def mix64(z):
-    z = np.uint64(z)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@cuda.jit(device=True)
-def word_at(key, ctr):
-    return mix64(np.uint64(key) + (np.uint64(ctr) + np.uint64(1)) * _GOLDEN)
-
-
-@cuda.jit(device=True)
-def uniform_at(key, ctr):
-    return np.float64(word_at(key, ctr) >> np.uint64(11)) * _TWO53
-
-
-@cuda.jit(device=True)
-def _zig_slow(key, h, i, x):
-    h2 = mix64(np.uint64(key) ^ np.uint64(h) ^ np.uint64(0xD1B54A32D192ED03))
-    if i == 0:
-        u1 = (np.float64(h2 >> np.uint64(11)) + 0.5) * _TWO53
-        u2 = (np.float64(mix64(h2) >> np.uint64(11)) + 0.5) * _TWO53
-        xx = -math.log(u1) / _R
-        yy = -math.log(u2)
-        if 2.0 * yy > xx * xx:
-            return _R + xx
-        return -1.0
-    u2 = np.float64(h2 >> np.uint64(11)) * _TWO53
-    if np.float64(ZIG_F[i + 1]) + u2 * (np.float64(ZIG_F[i]) - np.float64(ZIG_F[i + 1])) < math.exp(-0.5 * x * x):
-        return x
-    return -1.0
-
-
-@cuda.jit(device=True)
-def normal_at(key, ctr):
-    """Exact float64 ziggurat normal (the CPU's ``normal_at``)."""
-    c = np.uint64(ctr)
-    key = np.uint64(key)
-    while True:
-        h = word_at(key, c)
-        i = np.int64(h & np.uint64(127))
-        sgn = 1.0 if (h >> np.uint64(7)) & np.uint64(1) else -1.0
-        u = np.float64(h >> np.uint64(11)) * _TWO53
-        x = u * np.float64(ZIG_X[i])
-        if x < np.float64(ZIG_X[i + 1]):
-            return sgn * x
-        m = _zig_slow(key, h, i, x)
-        if m >= 0.0:
-            return sgn * m
-        c = c ^ np.uint64(0x632BE59BD9B4E019) ^ (h << np.uint64(1))
-
-
-@cuda.jit(device=True)
-def normal32_from_word(w, key):
-    """Float32 ziggurat normal from a 32-bit word (the CPU's ``normal32_from_word``)."""
-    w = np.uint64(w)
-    i = np.int64(w & np.uint64(127))
-    u = np.float32(np.int32(w >> np.uint64(8))) * np.float32(1.0 / 16777216.0)
-    x = np.float32(u * ZIG_X32[i])
-    s = np.float32(1.0) if (w & np.uint64(128)) else np.float32(-1.0)
-    if x < ZIG_X32[i + 1]:
-        return np.float32(s * x)
-    sgn = 1.0 if (w & np.uint64(128)) else -1.0
-    m = _zig_slow(key, w, i, np.float64(x))
-    if m >= 0.0:
-        return np.float32(sgn * m)
-    return np.float32(normal_at(np.uint64(key) ^ np.uint64(0x5851F42D4C957F2D), w))
-
-
-@cuda.jit(device=True)
-def poisson_at(key, ctr, lam):
-    """Poisson(lam) of stream ``key`` at ``ctr``; ``lam`` is float32 as in the CPU kernel (whose
-    ``sqrt`` and ``exp`` of it are float32 operations)."""
-    lf = np.float32(lam)
-    l64 = np.float64(lf)
-    if l64 <= 0.0:
-        return 0
-    if l64 > 40.0:
-        k = math.floor(l64 + np.float64(np.float32(math.sqrt(lf))) * normal_at(key, ctr) + 0.5)
-        return np.int64(k) if k > 0 else 0
-    u = uniform_at(key, ctr)
-    if u < 1.0 - l64:
-        return 0
-    p = np.float64(np.float32(_expf(-lf)))
-    cdf = p
-    k = 0
-    while u >= cdf and k < 1024:
-        k += 1
-        p *= l64 * _INV_K[k]
-        cdf += p
-    return k
-
-
-@cuda.jit(device=True)
-def _fmix32(h):
-    h = np.uint64(h)
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x85EBCA6B)) & _M32
-    h ^= h >> np.uint64(13)
-    h = (h * np.uint64(0xC2B2AE35)) & _M32
-    h ^= h >> np.uint64(16)
-    return h
-
-
-@cuda.jit(device=True)
-def _word32(key32, ctr):
-    return _fmix32(((np.uint64(ctr) * np.uint64(0x9E3779B1)) ^ np.uint64(key32)) & _M32)
+mix64 = device(cpu.mix64)
+word_at = device(cpu.word_at, mix64=mix64)
+uniform_at = device(cpu.uniform_at, word_at=word_at)
+_zig_slow = device(cpu._zig_slow, mix64=mix64)
+_normal_exact = device(cpu._normal_exact, word_at=word_at, _zig_slow=_zig_slow)
+normal_at = device(cpu.normal_at, _normal_exact=_normal_exact)
+_zig32_fast = device(cpu._zig32_fast)
+_zig32_finish = device(cpu._zig32_finish, _zig_slow=_zig_slow, _normal_exact=_normal_exact)
+normal32_from_word = device(cpu.normal32_from_word, _zig32_fast=_zig32_fast, _zig32_finish=_zig32_finish)
+# float32 exp: numpy's in the simulator (what numba computes on the CPU), libdevice's expf on a GPU
+poisson_at = device(cpu.poisson_at, _normal_exact=_normal_exact, uniform_at=uniform_at,
+                    expf=np.exp if numba.config.ENABLE_CUDASIM else math.exp)
+_fmix32 = device(cpu.fmix32)
+_word32 = device(cpu._word32, fmix32=_fmix32)
 
 
 @cuda.jit(device=True)
