@@ -19,16 +19,54 @@ are all at g_max.  The cell's current (signal and read noise alike) is scaled by
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
-from ffsim.devices.physics import lut_eval
+from ffsim.devices.physics import lut_eval, smin
 
 __all__ = ["column_sums", "ir_loads", "rebuild_caches"]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", cache=True, error_model="numpy")
 def _dprof(p):
     return p * (2.0 - p)
+
+
+# Per-wire and per-cell bodies, shared with the GPU twins (ffsim.gpu.twin compiles them as device functions):
+# operands converted explicitly, so the CUDA simulator, which runs them as Python, computes what numba does.
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _row_load(g, p, i, c, col_tile, gmin_n, xscale):
+    """Mean G/g_max of plane p's row wire i over column tile c."""
+    j0 = c * col_tile
+    j1 = smin(j0 + col_tile, g.shape[2])
+    s = 0.0
+    for j in range(j0, j1):
+        s += gmin_n + np.float64(g[p, i, j])
+    return s * xscale / (j1 - j0)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _col_load(g, p, j, t, row_tile, gmin_n, xscale):
+    """Mean G/g_max of plane p's column wire j over row tile t."""
+    i0 = t * row_tile
+    i1 = smin(i0 + row_tile, g.shape[1])
+    s = 0.0
+    for i in range(i0, i1):
+        s += gmin_n + np.float64(g[p, i, j])
+    return s * xscale / (i1 - i0)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _ref_load(ref, t, c, row_tile, gmin_n, xscale):
+    """Mean G/g_max of the reference column of column tile c over row tile t."""
+    i0 = t * row_tile
+    i1 = smin(i0 + row_tile, ref.shape[0])
+    s = 0.0
+    for i in range(i0, i1):
+        s += gmin_n + np.float64(ref[i, c])
+    return s * xscale / (i1 - i0)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -40,29 +78,73 @@ def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref):
     for p in range(P):
         for i in prange(n_in):
             for c in range(C):
-                j0 = c * col_tile
-                j1 = min(j0 + col_tile, n_out)
-                s = 0.0
-                for j in range(j0, j1):
-                    s += gmin_n + g[p, i, j]
-                Lrow[p, i, c] = s * xscale / (j1 - j0)
+                Lrow[p, i, c] = _row_load(g, p, i, c, col_tile, gmin_n, xscale)
         for j in prange(n_out):
             for t in range(T):
-                i0 = t * row_tile
-                i1 = min(i0 + row_tile, n_in)
-                s = 0.0
-                for i in range(i0, i1):
-                    s += gmin_n + g[p, i, j]
-                Lcol[p, j, t] = s * xscale / (i1 - i0)
+                Lcol[p, j, t] = _col_load(g, p, j, t, row_tile, gmin_n, xscale)
     if Lref.shape[0] > 0:
         for t in range(T):
-            i0 = t * row_tile
-            i1 = min(i0 + row_tile, n_in)
             for c in range(C):
-                s = 0.0
-                for i in range(i0, i1):
-                    s += gmin_n + ref[i, c]
-                Lref[t, c] = s * xscale / (i1 - i0)
+                Lref[t, c] = _ref_load(ref, t, c, row_tile, gmin_n, xscale)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _row_profile(i, row_tile, n_in):
+    """(row tile t, the IR-drop profile factor of row i's position in it)."""
+    t = i // row_tile
+    i0 = t * row_tile
+    nr = smin(row_tile, n_in - i0)
+    return t, _dprof((nr - (i - i0)) / nr)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _cache_cell(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on, Lrow, Lcol,
+                Lref, W, S2, i, j):
+    """Effective normalized weight ``W[i, j]`` and read variance ``S2[i, j]`` of cell (i, j), IR drop included."""
+    P, n_in, n_out = g.shape
+    inv_span = 1.0 / span
+    t, dpc = _row_profile(i, row_tile, n_in)
+    c = j // col_tile
+    j0 = c * col_tile
+    ncl = smin(col_tile, n_out - j0)
+    ga = np.float32(g[0, i, j] + wn[0, i, j])
+    att_a = 1.0
+    if kir > 0.0:
+        att_a = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[0, i, c] + dpc * Lcol[0, j, t])
+    gb = np.float32(0.0)
+    att_b = 1.0
+    if P == 2:
+        gb = np.float32(g[1, i, j] + wn[1, i, j])
+        if kir > 0.0:
+            att_b = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[1, i, c] + dpc * Lcol[1, j, t])
+    else:
+        gb = ref[i, c]
+        if kir > 0.0:
+            att_b = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+    if kir > 0.0:
+        W[i, j] = ((gmin_n + np.float64(ga)) * att_a - (gmin_n + np.float64(gb)) * att_b) * inv_span
+    else:
+        W[i, j] = np.float64(np.float32(ga - gb)) * inv_span
+    if noise_on:
+        sa = lut_eval(lut, inv_step, (gmin_n + np.float64(ga)) * xscale) * att_a
+        var = sa * sa
+        if P == 2:
+            sb = lut_eval(lut, inv_step, (gmin_n + np.float64(gb)) * xscale) * att_b
+            var += sb * sb
+        S2[i, j] = var * t2 * (inv_span * inv_span)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _ref_var_row(ref, row_tile, n_in, span, gmin_n, xscale, lut, inv_step, t2, kir, Lrow, Lref, S2ref, i):
+    """Read variances ``S2ref[i, :]`` of row i's reference cells (one per column tile)."""
+    inv_span = 1.0 / span
+    t, dpc = _row_profile(i, row_tile, n_in)
+    for c in range(S2ref.shape[1]):
+        att_r = 1.0
+        if kir > 0.0:
+            att_r = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
+        sr = lut_eval(lut, inv_step, (gmin_n + np.float64(ref[i, c])) * xscale) * att_r
+        S2ref[i, c] = sr * sr * t2 * (inv_span * inv_span)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -71,54 +153,17 @@ def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
     """Effective normalized weights ``W``, read variances ``S2`` (and ``S2ref`` of the reference
     column), and per-row sums of normalized conductance ``rowsum`` (hidden states, for read energy)."""
     P, n_in, n_out = g.shape
-    inv_span = 1.0 / span
-    inv_span2 = inv_span * inv_span
     for i in prange(n_in):
-        t = i // row_tile
-        i0 = t * row_tile
-        nr = min(row_tile, n_in - i0)
-        pc = (nr - (i - i0)) / nr
-        dpc = _dprof(pc)
         rs = 0.0
         for j in range(n_out):
-            c = j // col_tile
-            j0 = c * col_tile
-            ncl = min(col_tile, n_out - j0)
-            ga = g[0, i, j] + wn[0, i, j]
-            rs += g[0, i, j]
-            att_a = 1.0
-            if kir > 0.0:
-                att_a = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[0, i, c] + dpc * Lcol[0, j, t])
+            rs += np.float64(g[0, i, j])
             if P == 2:
-                gb = g[1, i, j] + wn[1, i, j]
-                rs += g[1, i, j]
-                att_b = 1.0
-                if kir > 0.0:
-                    att_b = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[1, i, c] + dpc * Lcol[1, j, t])
-            else:
-                gb = ref[i, c]
-                att_b = 1.0
-                if kir > 0.0:
-                    att_b = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
-            if kir > 0.0:
-                W[i, j] = ((gmin_n + ga) * att_a - (gmin_n + gb) * att_b) * inv_span
-            else:
-                W[i, j] = (ga - gb) * inv_span
-            if noise_on:
-                sa = lut_eval(lut, inv_step, (gmin_n + ga) * xscale) * att_a
-                var = sa * sa
-                if P == 2:
-                    sb = lut_eval(lut, inv_step, (gmin_n + gb) * xscale) * att_b
-                    var += sb * sb
-                S2[i, j] = var * t2 * inv_span2
+                rs += np.float64(g[1, i, j])
+            _cache_cell(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
+                        Lrow, Lcol, Lref, W, S2, i, j)
         rowsum[i] = rs
         if noise_on and P == 1:
-            for c in range(S2ref.shape[1]):
-                att_r = 1.0
-                if kir > 0.0:
-                    att_r = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
-                sr = lut_eval(lut, inv_step, (gmin_n + ref[i, c]) * xscale) * att_r
-                S2ref[i, c] = sr * sr * t2 * inv_span2
+            _ref_var_row(ref, row_tile, n_in, span, gmin_n, xscale, lut, inv_step, t2, kir, Lrow, Lref, S2ref, i)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ffsim.crossbar import kernels as _xbar_cpu
 from ffsim.devices import physics as _physics
 from ffsim.devices import program as _program_cpu
 from ffsim.devices import pulse as _pulse_cpu
@@ -511,6 +512,13 @@ _step_device = device(_pulse_cpu._step_device, mean_step=_mean_step, normal32_fr
 _pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mix64)
 _redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
 _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
+_dprof = device(_xbar_cpu._dprof)
+_row_load = device(_xbar_cpu._row_load, smin=_min)
+_col_load = device(_xbar_cpu._col_load, smin=_min)
+_ref_load = device(_xbar_cpu._ref_load, smin=_min)
+_row_profile = device(_xbar_cpu._row_profile, smin=_min, _dprof=_dprof)
+_cache_cell = device(_xbar_cpu._cache_cell, _row_profile=_row_profile, smin=_min, _dprof=_dprof, lut_eval=_lut_eval)
+_ref_var_row = device(_xbar_cpu._ref_var_row, _row_profile=_row_profile, lut_eval=_lut_eval)
 _popcount64 = device(_pulse_cpu.popcount64)
 _pulse_count = device(_pulse_cpu._pulse_count, poisson_at=poisson_at)
 _cell_done = device(_pulse_cpu._cell_done, _redraw_write_noise=_redraw_write_noise,
@@ -532,11 +540,6 @@ _refresh_cell = device(_refresh_cpu._refresh_cell, mix64=mix64, lut_eval=_lut_ev
 def _sqrtf(x):
     """float32 square root (correctly rounded: equal to numpy's and to Numba's on the CPU)."""
     return np.float32(math.sqrt(x))
-
-
-@cuda.jit(device=True)
-def _dprof(p):
-    return p * (2.0 - p)
 
 
 @cuda.jit(device=True)
@@ -753,48 +756,27 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
 @cuda.jit
 def _ir_rows(g, col_tile, gmin_n, xscale, Lrow):
     c, i = cuda.grid(2)
-    P, n_in, n_out = g.shape
-    C = Lrow.shape[2]
-    if i >= n_in or c >= C:
+    if i >= g.shape[1] or c >= Lrow.shape[2]:
         return
-    j0 = c * col_tile
-    j1 = _min(j0 + col_tile, n_out)
-    for p in range(P):
-        s = 0.0
-        for j in range(j0, j1):
-            s += gmin_n + np.float64(g[p, i, j])
-        Lrow[p, i, c] = s * xscale / (j1 - j0)
+    for p in range(g.shape[0]):
+        Lrow[p, i, c] = _row_load(g, p, i, c, col_tile, gmin_n, xscale)
 
 
 @cuda.jit
 def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
     t, j = cuda.grid(2)
-    P, n_in, n_out = g.shape
-    T = Lcol.shape[2]
-    if j >= n_out or t >= T:
+    if j >= g.shape[2] or t >= Lcol.shape[2]:
         return
-    i0 = t * row_tile
-    i1 = _min(i0 + row_tile, n_in)
-    for p in range(P):
-        s = 0.0
-        for i in range(i0, i1):
-            s += gmin_n + np.float64(g[p, i, j])
-        Lcol[p, j, t] = s * xscale / (i1 - i0)
+    for p in range(g.shape[0]):
+        Lcol[p, j, t] = _col_load(g, p, j, t, row_tile, gmin_n, xscale)
 
 
 @cuda.jit
 def _ir_ref(ref, row_tile, gmin_n, xscale, Lref):
     c, t = cuda.grid(2)
-    T, C = Lref.shape
-    n_in = ref.shape[0]
-    if t >= T or c >= C:
+    if t >= Lref.shape[0] or c >= Lref.shape[1]:
         return
-    i0 = t * row_tile
-    i1 = _min(i0 + row_tile, n_in)
-    s = 0.0
-    for i in range(i0, i1):
-        s += gmin_n + np.float64(ref[i, c])
-    Lref[t, c] = s * xscale / (i1 - i0)
+    Lref[t, c] = _ref_load(ref, t, c, row_tile, gmin_n, xscale)
 
 
 def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref) -> None:
@@ -812,44 +794,9 @@ def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref) -> No
 def _rebuild_cells(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
                    Lrow, Lcol, Lref, W, S2):
     j, i = cuda.grid(2)
-    P, n_in, n_out = g.shape
-    if i >= n_in or j >= n_out:
-        return
-    inv_span = 1.0 / span
-    inv_span2 = inv_span * inv_span
-    t = i // row_tile
-    i0 = t * row_tile
-    nr = _min(row_tile, n_in - i0)
-    pc = (nr - (i - i0)) / nr
-    dpc = _dprof(pc)
-    c = j // col_tile
-    j0 = c * col_tile
-    ncl = _min(col_tile, n_out - j0)
-    ga = np.float32(g[0, i, j] + wn[0, i, j])
-    att_a = 1.0
-    if kir > 0.0:
-        att_a = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[0, i, c] + dpc * Lcol[0, j, t])
-    gb = np.float32(0.0)
-    att_b = 1.0
-    if P == 2:
-        gb = np.float32(g[1, i, j] + wn[1, i, j])
-        if kir > 0.0:
-            att_b = 1.0 - 0.5 * kir * (_dprof((j - j0 + 1) / ncl) * Lrow[1, i, c] + dpc * Lcol[1, j, t])
-    else:
-        gb = ref[i, c]
-        if kir > 0.0:
-            att_b = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
-    if kir > 0.0:
-        W[i, j] = ((gmin_n + np.float64(ga)) * att_a - (gmin_n + np.float64(gb)) * att_b) * inv_span
-    else:
-        W[i, j] = np.float64(np.float32(ga - gb)) * inv_span
-    if noise_on:
-        sa = _lut_eval(lut, inv_step, (gmin_n + np.float64(ga)) * xscale) * att_a
-        var = sa * sa
-        if P == 2:
-            sb = _lut_eval(lut, inv_step, (gmin_n + np.float64(gb)) * xscale) * att_b
-            var += sb * sb
-        S2[i, j] = var * t2 * inv_span2
+    if i < g.shape[1] and j < g.shape[2]:
+        _cache_cell(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on, Lrow,
+                    Lcol, Lref, W, S2, i, j)
 
 
 @cuda.jit
@@ -866,18 +813,7 @@ def _rebuild_rows(g, ref, row_tile, span, gmin_n, xscale, lut, inv_step, t2, kir
             rs += np.float64(g[1, i, j])
     rowsum[i] = rs
     if noise_on and P == 1:
-        inv_span = 1.0 / span
-        inv_span2 = inv_span * inv_span
-        t = i // row_tile
-        i0 = t * row_tile
-        nr = _min(row_tile, n_in - i0)
-        dpc = _dprof((nr - (i - i0)) / nr)
-        for c in range(S2ref.shape[1]):
-            att_r = 1.0
-            if kir > 0.0:
-                att_r = 1.0 - 0.5 * kir * (Lrow[0, i, c] + dpc * Lref[t, c])
-            sr = _lut_eval(lut, inv_step, (gmin_n + np.float64(ref[i, c])) * xscale) * att_r
-            S2ref[i, c] = sr * sr * t2 * inv_span2
+        _ref_var_row(ref, row_tile, n_in, span, gmin_n, xscale, lut, inv_step, t2, kir, Lrow, Lref, S2ref, i)
 
 
 def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
