@@ -23,6 +23,13 @@ CPU kernel             twin                                   threads
 The FF engine's fused per-row kernels (:mod:`ffsim.ff.kernels`) have their twins in
 :mod:`ffsim.gpu.ff_kernels`; :func:`namespace` serves both.
 
+The device physics is not written twice: a pulse's step and a cell's pulses, write noise, write-verify
+programming, a pair's refresh, a cell's cache entries and IR-drop loads, and the counter-based generators
+are the CPU helpers' own bodies compiled as device functions (:mod:`ffsim.gpu.twin`; their list is
+``tests/gpu_sim/test_shared_bodies.py``).  What differs is the parallel structure around them (threads,
+atomics, lists of pulsed cells, block reductions) and the converters' element loops (the CPU's are written
+for vectorization).
+
 The arrays may be CuPy arrays, numba device arrays or (in the CUDA simulator, or for small checks) numpy
 arrays; the kernels write into them in place, as the CPU kernels do, and the launchers return what the
 CPU kernels return.  Every random number comes from the same ``(key, counter)`` as in the CPU kernel
