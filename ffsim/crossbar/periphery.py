@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ffsim.devices.physics import smax, smin
 from ffsim.devices.rng import normals32_fill
 
 __all__ = ["adc_accumulate", "dac_convert", "zeros_like_view"]
@@ -43,16 +44,10 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
             s = m if m > 0 else np.float32(1.0)
         scale[b] = s
         for i in range(n):
-            v = x[b, i] / s  # a division, not a reciprocal: exact at full scale even for tiny maxima
-            if bits > 0:
-                if v > 1.0:
-                    v = np.float32(1.0)
-                elif v < -1.0:
-                    v = np.float32(-1.0)
-                v = np.float32(np.rint(v * lev) / lev)
+            v = _dac_value(x[b, i], s, bits, lev)
             xq[b, i] = v
             if want_sq:
-                xq2[b, i] = v * v
+                xq2[b, i] = np.float32(v * v)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -86,22 +81,25 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
                     j0 = c * coltile
                     j1 = min(j0 + coltile, N)
                     if nonlin_on:
-                        _adc_row_generic(Z, V, buf, gain, off, kappa, tanh_kappa, t, b, zr, j0, j1, sigma_adc2,
-                                         bits_on, bound, inv_lsb, lsb, sb, first, out)
+                        inv_bound = np.float32(np.float32(1.0) / bound)
+                        for j in range(j0, j1):
+                            y = _adc_analog(gain[t, j], Z[t, b, j], zr, off[t, j], V[t, b, j], sigma_adc2, buf[j])
+                            y = _adc_compress(y, kappa[t, j], tanh_kappa[t, j], bound, inv_bound)
+                            if bits_on:
+                                y = _adc_quantize(y, bound, inv_lsb, lsb)
+                            y = np.float32(y * sb)
+                            out[b, j] = y if first else np.float32(out[b, j] + y)
                     elif bits_on:
                         # branch-free loops that LLVM vectorizes (buf is zero without noise)
                         for j in range(j0, j1):
-                            g = gain[t, j]
-                            y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
-                            y = min(max(y, -bound), bound)
-                            y = np.float32(np.rint(y * inv_lsb)) * lsb * sb
-                            out[b, j] = y if first else out[b, j] + y
+                            y = _adc_analog(gain[t, j], Z[t, b, j], zr, off[t, j], V[t, b, j], sigma_adc2, buf[j])
+                            y = np.float32(_adc_quantize(y, bound, inv_lsb, lsb) * sb)
+                            out[b, j] = y if first else np.float32(out[b, j] + y)
                     else:
                         for j in range(j0, j1):
-                            g = gain[t, j]
-                            y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
-                            y = y * sb
-                            out[b, j] = y if first else out[b, j] + y
+                            y = _adc_analog(gain[t, j], Z[t, b, j], zr, off[t, j], V[t, b, j], sigma_adc2, buf[j])
+                            y = np.float32(y * sb)
+                            out[b, j] = y if first else np.float32(out[b, j] + y)
 
 
 _TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
@@ -109,10 +107,17 @@ _TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979
 _TANH_Q = np.array([4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06])
 
 
+# The converters' element arithmetic, shared with the GPU twins (ffsim.gpu.twin compiles these bodies as device
+# functions): float32 as numba types the kernels above, converted explicitly so that the CUDA simulator, which
+# runs the bodies as Python, rounds alike; ``rintf`` and ``sqrtf`` are names the GPU binds to its own.
+rintf = np.rint
+sqrtf = np.sqrt
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def tanh_rational(x):
     """tanh by a [13/6] rational function (the float32 kernel of Eigen's ptanh); |error| < 3e-7, vectorizable."""
-    x = min(max(x, -7.90531110763549805), 7.90531110763549805)
+    x = smin(smax(np.float64(x), -7.90531110763549805), 7.90531110763549805)
     x2 = x * x
     p = ((((((_TANH_P[6] * x2 + _TANH_P[5]) * x2 + _TANH_P[4]) * x2 + _TANH_P[3]) * x2 + _TANH_P[2]) * x2
           + _TANH_P[1]) * x2 + _TANH_P[0]) * x
@@ -121,17 +126,36 @@ def tanh_rational(x):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _adc_row_generic(Z, V, buf, gain, off, kappa, tanh_kappa, t, b, zr, j0, j1, sigma_adc2, bits_on, bound,
-                     inv_lsb, lsb, sb, first, out):
-    inv_bound = np.float32(1.0) / bound
-    for j in range(j0, j1):
-        g = gain[t, j]
-        y = g * (Z[t, b, j] - zr) + off[t, j] + np.sqrt(g * g * V[t, b, j] + sigma_adc2) * buf[j]
-        k = kappa[t, j]
-        yc = np.float32(bound * tanh_rational(k * y * inv_bound) / tanh_kappa[t, j])
-        y = yc if k > 0.0 else y
-        if bits_on:
-            y = min(max(y, -bound), bound)
-            y = np.float32(np.rint(y * inv_lsb)) * lsb
-        y = y * sb
-        out[b, j] = y if first else out[b, j] + y
+def _dac_value(xv, s, bits, lev):
+    """One input through the DAC: divided by the row's scale ``s`` (a division, not a reciprocal: exact at full
+    scale even for tiny maxima); with ``bits`` > 0 clipped to [-1, 1] and rounded to ``lev`` levels per side."""
+    v = np.float32(xv / s)
+    if bits > 0:
+        if v > 1.0:
+            v = np.float32(1.0)
+        elif v < -1.0:
+            v = np.float32(-1.0)
+        v = np.float32(rintf(np.float32(v * lev)) / lev)
+    return v
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adc_analog(g, z, zr, o, v, sigma_adc2, nz):
+    """A column's signal at the ADC: gain ``g`` times (its current ``z`` minus the reference's ``zr``), offset
+    ``o``, and the normal draw ``nz`` scaled to the noise of variance g² v + σ²_ADC (float32)."""
+    y = np.float32(np.float32(g * np.float32(z - zr)) + o)
+    return np.float32(y + np.float32(sqrtf(np.float32(np.float32(g * g) * v + sigma_adc2)) * nz))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adc_compress(y, k, tk, bound, inv_bound):
+    """The ADC's compression bound · tanh(k y / bound) / tanh(k) (``tk`` = tanh(k)); y itself where k = 0."""
+    yc = np.float32(np.float64(bound) * tanh_rational(np.float32(np.float32(k * y) * inv_bound)) / np.float64(tk))
+    return yc if k > 0.0 else y
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adc_quantize(y, bound, inv_lsb, lsb):
+    """Clipped to ±``bound`` and rounded to the LSB (float32)."""
+    y = smin(smax(y, -bound), bound)
+    return np.float32(np.float32(rintf(np.float32(y * inv_lsb))) * lsb)

@@ -53,6 +53,7 @@ import numpy as np
 from numba import cuda
 
 from ffsim.crossbar import kernels as _xbar_cpu
+from ffsim.crossbar import periphery as _periph_cpu
 from ffsim.devices import physics as _physics
 from ffsim.devices import program as _program_cpu
 from ffsim.devices import pulse as _pulse_cpu
@@ -87,9 +88,6 @@ else:
     _rintf = libdevice.rintf
 
 _G2 = np.uint64(0xD6E8FEB86659FD93)
-_TANH_P = np.array([4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-                    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16])
-_TANH_Q = np.array([4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06])
 
 
 # Launch arguments on a GPU.  numba-cuda 0.30 imports every CuPy argument afresh at each launch (DLPack or
@@ -510,6 +508,12 @@ def _no_capture(what: str) -> None:
 # device functions shared by the kernels (twins of the @njit(inline='always') helpers)
 
 
+@cuda.jit(device=True)
+def _sqrtf(x):
+    """float32 square root (correctly rounded: equal to numpy's and to Numba's on the CPU)."""
+    return np.float32(math.sqrt(x))
+
+
 # the device physics: the CPU helpers' own bodies (ffsim.gpu.twin), their callees bound to the twins
 _min = device(_physics.smin)
 _max = device(_physics.smax)
@@ -519,6 +523,11 @@ _step_device = device(_pulse_cpu._step_device, mean_step=_mean_step, normal32_fr
 _pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mix64)
 _redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
 _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
+_tanh_rational = device(_periph_cpu.tanh_rational, smin=_min, smax=_max)
+_dac_value = device(_periph_cpu._dac_value, rintf=_rintf)
+_adc_analog = device(_periph_cpu._adc_analog, sqrtf=_sqrtf)
+_adc_compress = device(_periph_cpu._adc_compress, tanh_rational=_tanh_rational)
+_adc_quantize = device(_periph_cpu._adc_quantize, smin=_min, smax=_max, rintf=_rintf)
 _dprof = device(_xbar_cpu._dprof)
 _row_load = device(_xbar_cpu._row_load, smin=_min)
 _col_load = device(_xbar_cpu._col_load, smin=_min)
@@ -541,22 +550,6 @@ _program_cell = device(_program_cpu._program_cell, mix64=mix64, smin=_min, smax=
                        _nu=_nu, normal_at=normal_at, refresh_cache_cell=_refresh_cache_cell)
 _refresh_cell = device(_refresh_cpu._refresh_cell, mix64=mix64, lut_eval=_lut_eval, normal_at=normal_at, smin=_min,
                        smax=_max, rint=_rint, _poly=_poly, _nu=_nu, refresh_cache_cell=_refresh_cache_cell)
-
-
-@cuda.jit(device=True)
-def _sqrtf(x):
-    """float32 square root (correctly rounded: equal to numpy's and to Numba's on the CPU)."""
-    return np.float32(math.sqrt(x))
-
-
-@cuda.jit(device=True)
-def _tanh_rational(x):
-    x = _min(_max(np.float64(x), -7.90531110763549805), 7.90531110763549805)
-    x2 = x * x
-    p = ((((((_TANH_P[6] * x2 + _TANH_P[5]) * x2 + _TANH_P[4]) * x2 + _TANH_P[3]) * x2 + _TANH_P[2]) * x2
-          + _TANH_P[1]) * x2 + _TANH_P[0]) * x
-    q = ((_TANH_Q[3] * x2 + _TANH_Q[2]) * x2 + _TANH_Q[1]) * x2 + _TANH_Q[0]
-    return p / q
 
 
 @cuda.jit(device=True)
@@ -590,13 +583,7 @@ def _dac_part(x, b, s, bits, want_sq, xq, xq2, start, step):
     arithmetic: a division, clipping to [-1, 1], rounding to 2^(bits-1) - 1 levels per side)."""
     lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
     for i in range(start, x.shape[1], step):
-        v = np.float32(x[b, i] / s)
-        if bits > 0:
-            if v > 1.0:
-                v = np.float32(1.0)
-            elif v < -1.0:
-                v = np.float32(-1.0)
-            v = np.float32(_rintf(np.float32(v * lev)) / lev)
+        v = _dac_value(x[b, i], s, bits, lev)
         xq[b, i] = v
         if want_sq:
             xq2[b, i] = np.float32(v * v)
@@ -724,24 +711,13 @@ def _adc(Z, V, v_on, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_
         nz = np.float32(0.0)
         if noise_on:
             nz = normal_box_muller32(key, np.uint64((t * B + b) * N + t * B + b), N, j)
-        g = gain[t, j]
         v = V[t, b, j] if v_on else np.float32(0.0)
-        y = np.float32(np.float32(g * np.float32(Z[t, b, j] - ZR[t, b, c])) + off[t, j])
-        y = np.float32(y + np.float32(_sqrtf(np.float32(np.float32(g * g) * v + sigma_adc2)) * nz))
+        y = _adc_analog(gain[t, j], Z[t, b, j], ZR[t, b, c], off[t, j], v, sigma_adc2, nz)
         if nonlin_on:
-            k = kappa[t, j]
-            yc = np.float32(np.float64(bound) * _tanh_rational(np.float32(np.float32(k * y) * inv_bound))
-                            / np.float64(tanh_kappa[t, j]))
-            y = yc if k > 0.0 else y
-            if bits_on:
-                y = _min(_max(y, -bound), bound)
-                y = np.float32(np.float32(_rintf(np.float32(y * inv_lsb))) * lsb)
-            y = np.float32(y * sb)
-        elif bits_on:
-            y = _min(_max(y, -bound), bound)
-            y = np.float32(np.float32(np.float32(_rintf(np.float32(y * inv_lsb))) * lsb) * sb)
-        else:
-            y = np.float32(y * sb)
+            y = _adc_compress(y, kappa[t, j], tanh_kappa[t, j], bound, inv_bound)
+        if bits_on:
+            y = _adc_quantize(y, bound, inv_lsb, lsb)
+        y = np.float32(y * sb)
         acc = y if t == 0 else np.float32(acc + y)
     out[b, j] = acc
 
