@@ -166,13 +166,18 @@ def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
             _ref_var_row(ref, row_tile, n_in, span, gmin_n, xscale, lut, inv_step, t2, kir, Lrow, Lref, S2ref, i)
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _column_total(g, j):
+    """Σ over planes and rows of column j's normalized conductances (float64, planes then rows in order)."""
+    s = 0.0
+    for p in range(g.shape[0]):
+        for i in range(g.shape[1]):
+            s += np.float64(g[p, i, j])
+    return s
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def column_sums(g, out):
     """Σ over rows and planes of normalized conductance, per column."""
-    P, n_in, n_out = g.shape
-    for j in prange(n_out):
-        s = 0.0
-        for p in range(P):
-            for i in range(n_in):
-                s += g[p, i, j]
-        out[j] = s
+    for j in prange(g.shape[2]):
+        out[j] = _column_total(g, j)

@@ -33,6 +33,15 @@ __all__ = ["MODES", "DeviceFloatWeights", "FloatWeights", "HybridWeights", "InSi
 MODES = ("ideal", "insitu", "hybrid")
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _smoothed_cell(W, grad, g, momentum, a, lr, weight_cost, i, j):
+    """Weight (i, j) of :func:`_smoothed_step` (``a`` = (1 − m) g_scale, float64), in the types numba gives the
+    fused loop; the GPU twin compiles this body (ffsim.gpu.twin)."""
+    gs = np.float64(np.float32(momentum * grad[i, j])) + a * np.float64(g[i, j])
+    grad[i, j] = gs
+    W[i, j] = np.float64(W[i, j]) + np.float64(lr) * (gs - np.float64(np.float32(weight_cost * W[i, j])))
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _smoothed_step(W, grad, g, momentum, g_scale, lr, weight_cost):
     """One fused pass: grad ← m grad + (1 − m) g_scale g;  W ← W + lr (grad − wc W)."""
@@ -40,9 +49,7 @@ def _smoothed_step(W, grad, g, momentum, g_scale, lr, weight_cost):
     a = (1 - momentum) * g_scale
     for i in prange(n_in):
         for j in range(n_out):
-            gs = momentum * grad[i, j] + a * g[i, j]
-            grad[i, j] = gs
-            W[i, j] += lr * (gs - weight_cost * W[i, j])
+            _smoothed_cell(W, grad, g, momentum, a, lr, weight_cost, i, j)
 
 
 class _Smoothed:

@@ -58,6 +58,7 @@ from ffsim.devices import physics as _physics
 from ffsim.devices import program as _program_cpu
 from ffsim.devices import pulse as _pulse_cpu
 from ffsim.devices import refresh as _refresh_cpu
+from ffsim.ff import weights as _ff_weights
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
 from ffsim.gpu.twin import device
 
@@ -535,6 +536,8 @@ _ref_load = device(_xbar_cpu._ref_load, smin=_min)
 _row_profile = device(_xbar_cpu._row_profile, smin=_min, _dprof=_dprof)
 _cache_cell = device(_xbar_cpu._cache_cell, _row_profile=_row_profile, smin=_min, _dprof=_dprof, lut_eval=_lut_eval)
 _ref_var_row = device(_xbar_cpu._ref_var_row, _row_profile=_row_profile, lut_eval=_lut_eval)
+_column_total = device(_xbar_cpu._column_total)
+_smoothed_cell = device(_ff_weights._smoothed_cell)
 _popcount64 = device(_pulse_cpu.popcount64)
 _pulse_count = device(_pulse_cpu._pulse_count, poisson_at=poisson_at)
 _cell_done = device(_pulse_cpu._cell_done, _redraw_write_noise=_redraw_write_noise,
@@ -813,14 +816,8 @@ def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
 @cuda.jit
 def _colsums(g, out):
     j = cuda.grid(1)
-    P, n_in, n_out = g.shape
-    if j >= n_out:
-        return
-    s = 0.0
-    for p in range(P):
-        for i in range(n_in):
-            s += np.float64(g[p, i, j])
-    out[j] = s
+    if j < g.shape[2]:
+        out[j] = _column_total(g, j)
 
 
 def column_sums(g, out) -> None:
@@ -1268,12 +1265,8 @@ def namespace() -> SimpleNamespace:
 @cuda.jit
 def _smoothed(W, grad, g, momentum, a, lr, weight_cost):
     j, i = cuda.grid(2)
-    if i >= W.shape[0] or j >= W.shape[1]:
-        return
-    # the CPU kernel's types: (1 - m) g_scale is float64, the products of float32 operands float32
-    gs = np.float64(np.float32(momentum * grad[i, j])) + a * np.float64(g[i, j])
-    grad[i, j] = gs
-    W[i, j] = np.float64(W[i, j]) + np.float64(lr) * (gs - np.float64(np.float32(weight_cost * W[i, j])))
+    if i < W.shape[0] and j < W.shape[1]:
+        _smoothed_cell(W, grad, g, momentum, a, lr, weight_cost, i, j)
 
 
 def smoothed_step(W, grad, g, momentum, g_scale, lr, weight_cost) -> None:

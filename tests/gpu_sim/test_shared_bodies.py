@@ -8,7 +8,9 @@ from numba import njit
 
 import ffsim  # noqa: F401  (before numpy)
 from ffsim.crossbar import kernels as xbar
+from ffsim.crossbar import periphery
 from ffsim.devices import physics, program, pulse, refresh, rng
+from ffsim.ff import weights
 from ffsim.gpu import kernels as gk
 from ffsim.gpu import rng as grng
 from ffsim.gpu import twin
@@ -28,7 +30,11 @@ SHARED = [
     (gk._nu, refresh._nu), (gk._refresh_cell, refresh._refresh_cell), (gk._write_device, program._write_device),
     (gk._program_cell, program._program_cell), (gk._dprof, xbar._dprof), (gk._row_load, xbar._row_load),
     (gk._col_load, xbar._col_load), (gk._ref_load, xbar._ref_load), (gk._cache_cell, xbar._cache_cell),
-    (gk._ref_var_row, xbar._ref_var_row), (grng.mix64, rng.mix64), (grng.word_at, rng.word_at),
+    (gk._ref_var_row, xbar._ref_var_row), (gk._column_total, xbar._column_total),
+    (gk._tanh_rational, periphery.tanh_rational), (gk._dac_value, periphery._dac_value),
+    (gk._adc_analog, periphery._adc_analog), (gk._adc_compress, periphery._adc_compress),
+    (gk._adc_quantize, periphery._adc_quantize), (gk._smoothed_cell, weights._smoothed_cell),
+    (grng.mix64, rng.mix64), (grng.word_at, rng.word_at),
     (grng.uniform_at, rng.uniform_at), (grng.normal_at, rng.normal_at),
     (grng.normal32_from_word, rng.normal32_from_word), (grng.poisson_at, rng.poisson_at), (grng._word32, rng._word32),
 ]
