@@ -34,14 +34,7 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     B, n = x.shape
     lev = np.float32(2.0 ** (bits - 1) - 1.0) if bits > 0 else np.float32(0.0)
     for b in prange(B):
-        s = np.float32(bound)
-        if abs_max:
-            m = np.float32(0.0)
-            for i in range(n):
-                a = abs(x[b, i])
-                if a > m:
-                    m = a
-            s = m if m > 0 else np.float32(1.0)
+        s = _dac_scale(x, b, abs_max, bound)
         scale[b] = s
         for i in range(n):
             v = _dac_value(x[b, i], s, bits, lev)
@@ -123,6 +116,21 @@ def tanh_rational(x):
           + _TANH_P[1]) * x2 + _TANH_P[0]) * x
     q = ((_TANH_Q[3] * x2 + _TANH_Q[2]) * x2 + _TANH_Q[1]) * x2 + _TANH_Q[0]
     return p / q
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _dac_scale(x, b, abs_max, bound):
+    """Row b's DAC scale: its max |x| (noise management; 1 for an all-zero row; NaN passed over), else
+    ``bound`` (float32)."""
+    s = np.float32(bound)
+    if abs_max:
+        m = np.float32(0.0)
+        for i in range(x.shape[1]):
+            a = abs(x[b, i])
+            if a > m:
+                m = a
+        s = m if m > 0 else np.float32(1.0)
+    return s
 
 
 @njit(inline="always", cache=True, error_model="numpy")

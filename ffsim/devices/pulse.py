@@ -285,19 +285,25 @@ def pulse_factors(X, D, coef, A, As, C, Cs):
             C[b, j], Cs[b, j] = _factor(D[b, j], cd, sq)
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _train_bits(P, BL, key, b, i):
+    """Sample b's train of line i: bit t set where slot t fires (probability ``P[b, i]``, ``BL[b]`` slots)."""
+    p = np.float64(P[b, i])
+    bits = np.uint64(0)
+    if p > 0.0:
+        base = np.uint64((b * P.shape[1] + i) * 64)
+        for t in range(BL[b]):
+            if uniform_at(key, base + np.uint64(t)) < p:
+                bits |= np.uint64(1) << np.uint64(t)
+    return bits
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _fill_trains(P, BL, key, out):
     B, n = P.shape
     for b in range(B):
         for i in prange(n):
-            p = P[b, i]
-            bits = np.uint64(0)
-            if p > 0.0:
-                base = np.uint64((b * n + i) * 64)
-                for t in range(BL[b]):
-                    if uniform_at(key, base + np.uint64(t)) < p:
-                        bits |= np.uint64(1) << np.uint64(t)
-            out[b, i] = bits
+            out[b, i] = _train_bits(P, BL, key, b, i)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -525,6 +525,7 @@ _pulse_cell = device(_pulse_cpu._pulse_cell, _step_device=_step_device, mix64=mi
 _redraw_write_noise = device(_pulse_cpu._redraw_write_noise, normal_at=normal_at)
 _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
 _tanh_rational = device(_periph_cpu.tanh_rational, smin=_min, smax=_max)
+_dac_scale = device(_periph_cpu._dac_scale)
 _dac_value = device(_periph_cpu._dac_value, rintf=_rintf)
 _adc_analog = device(_periph_cpu._adc_analog, sqrtf=_sqrtf)
 _adc_compress = device(_periph_cpu._adc_compress, tanh_rational=_tanh_rational)
@@ -539,6 +540,7 @@ _ref_var_row = device(_xbar_cpu._ref_var_row, _row_profile=_row_profile, lut_eva
 _column_total = device(_xbar_cpu._column_total)
 _smoothed_cell = device(_ff_weights._smoothed_cell)
 _popcount64 = device(_pulse_cpu.popcount64)
+_train_bits = device(_pulse_cpu._train_bits, uniform_at=uniform_at)
 _pulse_count = device(_pulse_cpu._pulse_count, poisson_at=poisson_at)
 _cell_done = device(_pulse_cpu._cell_done, _redraw_write_noise=_redraw_write_noise,
                     refresh_cache_cell=_refresh_cache_cell)
@@ -612,14 +614,7 @@ def _dac_rows(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     b = cuda.grid(1)
     if b >= x.shape[0]:
         return
-    s = np.float32(bound)
-    if abs_max:
-        m = np.float32(0.0)
-        for i in range(x.shape[1]):
-            a = abs(x[b, i])
-            if a > m:
-                m = a
-        s = m if m > 0 else np.float32(1.0)
+    s = _dac_scale(x, b, abs_max, bound)
     scale[b] = s
     _dac_part(x, b, s, bits, want_sq, xq, xq2, 0, 1)
 
@@ -1128,17 +1123,8 @@ def pulse_factors(X, D, coef, A, As, C, Cs) -> None:
 @cuda.jit
 def _fill_trains(P, BL, key, out):
     i, b = cuda.grid(2)
-    B, n = P.shape
-    if b >= B or i >= n:
-        return
-    p = np.float64(P[b, i])
-    bits = np.uint64(0)
-    if p > 0.0:
-        base = np.uint64((b * n + i) * 64)
-        for t in range(BL[b]):
-            if uniform_at(key, base + np.uint64(t)) < p:
-                bits |= np.uint64(1) << np.uint64(t)
-    out[b, i] = bits
+    if b < P.shape[0] and i < P.shape[1]:
+        out[b, i] = _train_bits(P, BL, key, b, i)
 
 
 @cuda.jit
