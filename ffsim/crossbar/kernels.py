@@ -48,24 +48,13 @@ def _row_load(g, p, i, c, col_tile, gmin_n, xscale):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _col_load(g, p, j, t, row_tile, gmin_n, xscale):
-    """Mean G/g_max of plane p's column wire j over row tile t."""
+def _column_load(M, t, c, row_tile, gmin_n, xscale):
+    """Mean G/g_max of column c of ``M`` (a plane's devices, or the reference columns) over row tile t."""
     i0 = t * row_tile
-    i1 = smin(i0 + row_tile, g.shape[1])
+    i1 = smin(i0 + row_tile, M.shape[0])
     s = 0.0
     for i in range(i0, i1):
-        s += gmin_n + np.float64(g[p, i, j])
-    return s * xscale / (i1 - i0)
-
-
-@njit(inline="always", cache=True, error_model="numpy")
-def _ref_load(ref, t, c, row_tile, gmin_n, xscale):
-    """Mean G/g_max of the reference column of column tile c over row tile t."""
-    i0 = t * row_tile
-    i1 = smin(i0 + row_tile, ref.shape[0])
-    s = 0.0
-    for i in range(i0, i1):
-        s += gmin_n + np.float64(ref[i, c])
+        s += gmin_n + np.float64(M[i, c])
     return s * xscale / (i1 - i0)
 
 
@@ -81,11 +70,11 @@ def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref):
                 Lrow[p, i, c] = _row_load(g, p, i, c, col_tile, gmin_n, xscale)
         for j in prange(n_out):
             for t in range(T):
-                Lcol[p, j, t] = _col_load(g, p, j, t, row_tile, gmin_n, xscale)
+                Lcol[p, j, t] = _column_load(g[p], t, j, row_tile, gmin_n, xscale)
     if Lref.shape[0] > 0:
         for t in range(T):
             for c in range(C):
-                Lref[t, c] = _ref_load(ref, t, c, row_tile, gmin_n, xscale)
+                Lref[t, c] = _column_load(ref, t, c, row_tile, gmin_n, xscale)
 
 
 @njit(inline="always", cache=True, error_model="numpy")

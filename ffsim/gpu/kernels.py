@@ -532,8 +532,7 @@ _adc_compress = device(_periph_cpu._adc_compress, tanh_rational=_tanh_rational)
 _adc_quantize = device(_periph_cpu._adc_quantize, smin=_min, smax=_max, rintf=_rintf)
 _dprof = device(_xbar_cpu._dprof)
 _row_load = device(_xbar_cpu._row_load, smin=_min)
-_col_load = device(_xbar_cpu._col_load, smin=_min)
-_ref_load = device(_xbar_cpu._ref_load, smin=_min)
+_column_load = device(_xbar_cpu._column_load, smin=_min)
 _row_profile = device(_xbar_cpu._row_profile, smin=_min, _dprof=_dprof)
 _cache_cell = device(_xbar_cpu._cache_cell, _row_profile=_row_profile, smin=_min, _dprof=_dprof, lut_eval=_lut_eval)
 _ref_var_row = device(_xbar_cpu._ref_var_row, _row_profile=_row_profile, lut_eval=_lut_eval)
@@ -749,7 +748,7 @@ def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
     if j >= g.shape[2] or t >= Lcol.shape[2]:
         return
     for p in range(g.shape[0]):
-        Lcol[p, j, t] = _col_load(g, p, j, t, row_tile, gmin_n, xscale)
+        Lcol[p, j, t] = _column_load(g[p], t, j, row_tile, gmin_n, xscale)
 
 
 @cuda.jit
@@ -757,7 +756,7 @@ def _ir_ref(ref, row_tile, gmin_n, xscale, Lref):
     c, t = cuda.grid(2)
     if t >= Lref.shape[0] or c >= Lref.shape[1]:
         return
-    Lref[t, c] = _ref_load(ref, t, c, row_tile, gmin_n, xscale)
+    Lref[t, c] = _column_load(ref, t, c, row_tile, gmin_n, xscale)
 
 
 def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref) -> None:

@@ -29,7 +29,7 @@ SHARED = [
     (gk._exact_cell, pulse._exact_cell), (gk._cell_done, pulse._cell_done), (gk._poly, refresh._poly),
     (gk._nu, refresh._nu), (gk._refresh_cell, refresh._refresh_cell), (gk._write_device, program._write_device),
     (gk._program_cell, program._program_cell), (gk._dprof, xbar._dprof), (gk._row_load, xbar._row_load),
-    (gk._col_load, xbar._col_load), (gk._ref_load, xbar._ref_load), (gk._cache_cell, xbar._cache_cell),
+    (gk._column_load, xbar._column_load), (gk._cache_cell, xbar._cache_cell),
     (gk._ref_var_row, xbar._ref_var_row), (gk._column_total, xbar._column_total),
     (gk._tanh_rational, periphery.tanh_rational), (gk._dac_value, periphery._dac_value),
     (gk._dac_scale, periphery._dac_scale), (gk._train_bits, pulse._train_bits),
