@@ -555,6 +555,28 @@ class _NanLoss:
         return lambda model, *args, **kwargs: self(model, *args, **kwargs)
 
 
+def test_a_step_refusing_its_input_stops_the_run_before_the_next_step(tmp_path, monkeypatch):
+    """The trainer keeps one step in flight; a step that raises NonFiniteInput when submitted (the CPU refuses
+    before its updates) ends the run at once: no later step is submitted, and the message names that step."""
+    from ffsim.crossbar import NonFiniteInput
+
+    real = FFNetwork.submit_step
+    calls = []
+
+    def submit(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == N_BATCHES + 2:  # epoch 2, mini-batch 2
+            raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(FFNetwork, "submit_step", submit)
+    rc, so, se = train(tmp_path / "nan", "--epochs", "2")
+    assert rc == 3, se
+    assert_no_traceback(so, se)
+    assert "NaN or inf reached the chip" in se and f"epoch 2, mini-batch 2/{N_BATCHES}" in se
+    assert len(calls) == N_BATCHES + 2
+
+
 def test_divergence_in_second_epoch_keeps_the_first_epochs_checkpoint(ideal_run, tmp_path, monkeypatch):
     ref, rc, _, se = ideal_run
     assert rc == 0, se

@@ -269,7 +269,7 @@ def train(cfg: FFConfig, out: str | os.PathLike, *, dataset: Dataset | str = "mn
         in_flight = None
         for bi in range(n_batches + 1):
             step = None
-            if bi < n_batches:
+            if bi < n_batches and not isinstance(in_flight, _Failed):  # (a failed step stops the run first)
                 idx = order[bi * B:(bi + 1) * B]
                 try:
                     xb = x_tr[idx] if order_dev is None else x_batches[order_dev[bi * B:(bi + 1) * B]]
