@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from ffsim.devices.physics import lut_eval, smin
+from ffsim.dispatch import any_layout
 
 __all__ = ["column_sums", "ir_loads", "rebuild_caches"]
 
@@ -136,6 +137,7 @@ def _ref_var_row(ref, row_tile, n_in, span, gmin_n, xscale, lut, inv_step, t2, k
         S2ref[i, c] = sr * sr * t2 * (inv_span * inv_span)
 
 
+@any_layout("wn")
 @njit(parallel=True, cache=True, error_model="numpy")
 def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
                    Lrow, Lcol, Lref, W, S2, S2ref, rowsum):

@@ -12,6 +12,7 @@ from numba import njit, prange
 
 from ffsim.devices.physics import smax, smin
 from ffsim.devices.rng import normals32_fill
+from ffsim.dispatch import any_layout
 
 __all__ = ["adc_accumulate", "dac_convert", "zeros_like_view"]
 
@@ -43,6 +44,7 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
                 xq2[b, i] = np.float32(v * v)
 
 
+@any_layout("V")
 @njit(parallel=True, cache=True, error_model="numpy")
 def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound,
                    inv_lsb, lsb, nonlin_on, scale, key, out):

@@ -15,6 +15,7 @@ from ffsim.devices.physics import smax, smin
 from ffsim.devices.pulse import refresh_cache_cell
 from ffsim.devices.refresh import _nu, _poly, rint
 from ffsim.devices.rng import mix64, normal_at
+from ffsim.dispatch import any_layout
 
 __all__ = ["program_masked"]
 
@@ -64,6 +65,7 @@ def _program_cell(Wn, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_poly
     return delta
 
 
+@any_layout("gmax", "stuck", "wn")
 @njit(parallel=True, cache=True, error_model="numpy")
 def program_masked(Wn, mask, g, gmax, stuck, wn, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span,
                    gmin_n, xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched):

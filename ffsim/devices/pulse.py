@@ -28,6 +28,7 @@ from numba import njit, prange
 
 from ffsim.devices.physics import P_ADD, P_INV_RANGE, P_REL, P_SMIN, P_STATE, P_WNOISE, lut_eval, mean_step
 from ffsim.devices.rng import mix64, normal32_from_word, normal_at, poisson_at, uniform_at, word_at
+from ffsim.dispatch import any_layout
 
 __all__ = ["popcount64", "pulse_aggregate", "pulse_exact", "pulse_factors", "pulse_maxima", "refresh_cache_cell"]
 
@@ -193,6 +194,7 @@ def _exact_cell(n, d, kb, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, ca
     return acc, pulses
 
 
+@any_layout("gmax", "dwu", "dwd", "gu", "gd", "stuck", "wn")
 @njit(parallel=True, cache=True, error_model="numpy")
 def pulse_aggregate(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
                     cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):
@@ -306,6 +308,7 @@ def _fill_trains(P, BL, key, out):
             out[b, i] = _train_bits(P, BL, key, b, i)
 
 
+@any_layout("gmax", "dwu", "dwd", "gu", "gd", "stuck", "wn")
 @njit(parallel=True, cache=True, error_model="numpy")
 def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key,
                 cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum):

@@ -18,6 +18,7 @@ from numba import njit, prange
 from ffsim.devices.physics import lut_eval, smax, smin
 from ffsim.devices.pulse import refresh_cache_cell
 from ffsim.devices.rng import mix64, normal_at
+from ffsim.dispatch import any_layout
 
 __all__ = ["refresh_pairs"]
 
@@ -91,6 +92,7 @@ def _refresh_cell(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, 
     return (ra + rb) - np.float64(np.float32(g0 + g1)), 1
 
 
+@any_layout("wn", "gmax", "stuck")
 @njit(parallel=True, cache=True, error_model="numpy")
 def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n,
                   gmin_n, xscale, lut, inv_step, t_factor, key, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum):
