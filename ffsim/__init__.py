@@ -4,6 +4,10 @@ from ffsim._runtime import configure_threads
 
 configure_threads()
 
+from ffsim._numba_cache import install as _install_cache_stamps  # noqa: E402
+
+_install_cache_stamps()  # (before any kernel is defined: see ffsim._numba_cache)
+
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 try:
