@@ -28,9 +28,14 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def _drift(run: Path, tmp_path: Path, *extra: str) -> tuple[dict, str]:
     copy = tmp_path / run.name
     shutil.copytree(run, copy)
+    # a drift run killed while writing leaves its temporary: the next one removes it, and only its own
+    stale, other = copy / ".drift.csv.k1ll3d.tmp", copy / ".notes.txt.k1ll3d.tmp"
+    stale.write_text("partial")
+    other.write_text("partial")
     rc, so, se = run_cli(["drift", str(copy), "--times", TIMES, "--test-cases", "100", *extra])
     assert rc == 0, se
     assert_no_traceback(so, se)
+    assert not stale.exists() and other.exists()
     return json.loads((copy / "drift.json").read_text()), so
 
 

@@ -73,10 +73,11 @@ def drift_run(run_dir: str | Path, times_s, *, compensate: bool = True, which: t
     """:func:`drift_curve` on a finished ``ffsim train`` folder; stores ``drift.json`` and ``drift.csv`` there."""
     from ffsim.data import load_dataset
     from ffsim.ff.trainer import load_run
-    from ffsim.io import write_csv_atomic, write_json_atomic
+    from ffsim.io import remove_stale_temporaries, write_csv_atomic, write_json_atomic
 
     run_dir = Path(run_dir)
     times = _check_times(times_s)
+    remove_stale_temporaries(run_dir, ["drift.json", "drift.csv"])  # (left by a drift run killed while writing)
     ds = load_dataset(dataset)
     _, _, x_te, y_te = ds.arrays(1, test_cases)
     cfg, model, results = load_run(run_dir, x_te.shape[1], ds.num_classes)

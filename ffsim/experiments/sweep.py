@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ffsim.io import write_csv_atomic, write_json_atomic, write_png_atomic, write_text_atomic
+from ffsim.io import remove_stale_temporaries, write_csv_atomic, write_json_atomic, write_png_atomic, write_text_atomic
 
 __all__ = ["expand_study", "load_study", "report", "run_one", "run_sweep", "spec_key"]
 
@@ -248,6 +248,10 @@ def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
 # the sweep
 
 
+# the files a sweep writes at its top level
+_SWEEP_FILES = ("study.json", "report.csv", "report_drift.csv", "report.md", "report.png", "report_drift.png")
+
+
 def run_sweep(study_path: str | os.PathLike, out: str | os.PathLike, *, scheduler: str | None = None,
               n_workers: int | None = None, progress: bool = True, runner=None, log=print) -> list[dict]:
     """Run every missing run of a study on dask.distributed; returns all stored summaries."""
@@ -256,8 +260,12 @@ def run_sweep(study_path: str | os.PathLike, out: str | os.PathLike, *, schedule
     study = load_study(study_path)
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "study.json", {k: v for k, v in study.items() if not k.startswith("_")})
     specs = {spec_key(s): s for s in expand_study(study)}
+    # a sweep killed while writing (SIGKILL) leaves temporary files: the sweep that takes the folder over,
+    # before its workers start, removes them (each run's own folder is cleaned by its training)
+    remove_stale_temporaries(out, _SWEEP_FILES)
+    remove_stale_temporaries(out / "runs", [f"{k}.json" for k in specs])
+    write_json_atomic(out / "study.json", {k: v for k, v in study.items() if not k.startswith("_")})
     todo = {k: s for k, s in specs.items() if not (out / "runs" / f"{k}.json").is_file()}
     log(f"{len(specs)} runs, {len(specs) - len(todo)} already stored, {len(todo)} to run")
     if todo:

@@ -22,7 +22,7 @@ from ffsim.crossbar import OpCounter
 from ffsim.data import load_dataset
 from ffsim.ff.config import FFConfig
 from ffsim.ff.trainer import build_model, load_run, train
-from ffsim.io import write_json_atomic
+from ffsim.io import remove_stale_temporaries, write_json_atomic
 from ffsim.mortal.transfer import (
     TeacherOracle,
     agreement,
@@ -79,6 +79,7 @@ def run_mortal(cfg: FFConfig, out: str | Path, *, student_fab_seeds: list[int], 
         raise ValueError(f"transfer must be one of {', '.join(TRANSFER_KINDS)} (got {transfer!r})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out, ["results.json"])  # (left by a run killed while writing it)
     t_start = time.perf_counter()
     x_tr, y_tr, x_te, y_te = load_dataset("mnist").arrays(train_cases or None, test_cases or None)
     if teacher_run:
