@@ -8,8 +8,8 @@ between them asked for up to six compilations of the same pulse kernel (each ~30
 
 :func:`any_layout` wraps a kernel so that the arguments it names are always compiled as ``'A'`` arrays,
 whatever their strides: every profile runs the same machine code, compiled (or loaded from Numba's cache)
-once.  The other arguments keep their own types.  The named arrays are read per device at scattered
-indices, where the layout does not matter to the compiled loops.
+once.  The other arguments keep their own types.  Named this way, the arrays did not change the kernels'
+times (BENCHMARKS.md, "Numba compilation").
 """
 
 from __future__ import annotations
