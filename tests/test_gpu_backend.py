@@ -554,7 +554,7 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
 
         def __init__(self, prepare=numba_like_prepare):
             self._prepare_args = prepare
-            self._codelibrary = NS(get_cufunc=lambda: NS(kernel="CUFUNC"))
+            self._codelibrary = NS(get_cufunc=lambda: NS(kernel=f"CUFUNC{device[0]}"))  # (per context)
 
     launched, slow = [], []
 
@@ -567,7 +567,9 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
     def typeof(v):
         return ("array", v.dtype.str, len(v.shape)) if isinstance(v, FakeDev) else numba.typeof(v)
 
+    device = [0]  # the current GPU
     hooks = dict(ok=True, stream="S", launch=lambda s, cfg, fn, *p: launched.append((s, cfg, fn, p)),
+                 device=lambda: device[0],
                  config=lambda g, b: ("cfg", g, b), dims=lambda g, b: ((*g, 1, 1)[:3], (*b, 1, 1)[:3]),
                  typeof=typeof, view=lambda a: a)
     monkeypatch.setattr(kernels, "_fast_hooks", hooks)
@@ -588,7 +590,7 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
     kernels._launch(k, (2,), (32,), FakeDev(8192, (3, 4), np.float32), 8, 1.5, np.float32(3.0), False, np.uint64(1))
     assert len(slow) == 1 and len(launched) == 2
     s, cfg, fn, p = launched[0]
-    assert (s, cfg, fn) == ("S", ("cfg", (2, 1, 1), (32, 1, 1)), "CUFUNC")
+    assert (s, cfg, fn) == ("S", ("cfg", (2, 1, 1), (32, 1, 1)), "CUFUNC0")
     assert p[:9] == (0, 0, 12, 4, 4096, 3, 4, 16, 4)
     assert [type(x) for x in p[9:]] == [ctypes.c_int64, ctypes.c_double, ctypes.c_float, bool, ctypes.c_uint64]
     assert [x if isinstance(x, bool) else x.value for x in p[9:]] == [7, 0.5, 2.0, True, 2**63 + 5]
@@ -624,7 +626,17 @@ def test_fast_launch_passes_what_numba_passes(monkeypatch):
     assert launched[-1][3][:9] == (0, 0, 12, 4, 10**6 + 64 * (kernels._DIRECT_AFTER + 4), 3, 4, 16, 4)
     assert kernels.fast_launch_stats()["array_kinds_direct"] == 1
 
+    # a thread that switches GPUs launches each device's own function handle (one per context)
+    n1 = len(launched)
+    Kernel.overloads = {sig: Overload()}
+    device[0] = 1
+    kernels._launch(k, (2,), (32,), *args)
+    assert kernels.fast_launch_stats()["direct"] == 1  # (device 1's caches: this signature only)
+    device[0] = 0
+    kernels._launch(k, (2,), (32,), *args)
+    assert [x[2] for x in launched[n1:]] == ["CUFUNC1", "CUFUNC0"] and len(launched) == n1 + 2
+
     # off by the switch
     monkeypatch.setattr(kernels, "FAST_LAUNCH", False)
     kernels._launch(k, (2,), (32,), *args)
-    assert len(slow) == 6 and len(launched) == n0 + kernels._DIRECT_AFTER + 5
+    assert len(slow) == 6 and len(launched) == n0 + kernels._DIRECT_AFTER + 5 + 2

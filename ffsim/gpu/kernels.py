@@ -157,6 +157,7 @@ def _fast_numba_hooks() -> dict | None:
     if "ok" not in _fast_hooks:
         try:
             from cuda.core import LaunchConfig, launch
+            from cupy.cuda import runtime
             from numba.cuda._compat import CUDA_CORE_GE_1_0
             from numba.cuda.cudadrv import driver
             from numba.cuda.errors import normalize_kernel_dimensions
@@ -164,7 +165,7 @@ def _fast_numba_hooks() -> dict | None:
 
             coop = "is_cooperative" if CUDA_CORE_GE_1_0 else "cooperative_launch"
             _fast_hooks.update(
-                ok=True, launch=launch, stream=driver._to_core_stream(0),
+                ok=True, launch=launch, stream=driver._to_core_stream(0), device=runtime.getDevice,
                 config=lambda grid, block: LaunchConfig(grid=grid, block=block, shmem_size=0, **{coop: False}),
                 dims=normalize_kernel_dimensions, typeof=lambda v: typeof(v, Purpose.argument),
                 view=lambda a: cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=None, sync=False))
@@ -173,11 +174,17 @@ def _fast_numba_hooks() -> dict | None:
     return _fast_hooks if _fast_hooks["ok"] else None
 
 
-def _fast_state():
-    st = getattr(_fast_local, "st", None)
+def _fast_state(device: int = 0):
+    """This thread's fast-launch caches for the current GPU ``device``: a kernel's function handle belongs to
+    the device's context, so a thread that switches devices (``cupy.cuda.Device(n).use()``) gets each
+    device's own handles."""
+    by_device = getattr(_fast_local, "by_device", None)
+    if by_device is None:
+        by_device = _fast_local.by_device = {}
+    st = by_device.get(device)
     if st is None:
-        st = _fast_local.st = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={}, type_ids={}, types=[],
-                                               kinds={})
+        st = by_device[device] = SimpleNamespace(arrays={}, sigs={}, configs={}, scalars={}, type_ids={}, types=[],
+                                                 kinds={})
     return st
 
 
@@ -214,9 +221,10 @@ def _same_params(a: list, b: list) -> bool:
 
 
 def fast_launch_stats() -> dict:
-    """This thread's fast-launch caches: signatures launched directly, signatures turned off (their
-    parameters differed from numba-cuda's), array layouts cached."""
-    st = _fast_state()
+    """This thread's fast-launch caches for the current device: signatures launched directly, signatures
+    turned off (their parameters differed from numba-cuda's), array layouts cached."""
+    h = _fast_numba_hooks()
+    st = _fast_state(h["device"]() if h else 0)
     return {"direct": sum(1 for v in st.sigs.values() if v is not False),
             "off": sorted(str(getattr(k, "__name__", k)) for (k, _), v in st.sigs.items() if v is False),
             "array_layouts": len(st.arrays),
@@ -288,7 +296,7 @@ def _fast_launch(kernel, grid, block, args, cp_array) -> bool:
     h = _fast_numba_hooks()
     if h is None:
         return False
-    st = _fast_state()
+    st = _fast_state(h["device"]())
     kinds = []
     params = []
     for a in args:
