@@ -11,6 +11,7 @@ import numpy as np
 
 from ffsim.crossbar import OpCounter
 from ffsim.ff.kernels import NORM_CODES
+from ffsim.ff.layer import check_nonfinite
 
 __all__ = ["LayeredModel"]
 
@@ -36,6 +37,17 @@ class LayeredModel:
         if self.xp is np or not values:
             return [float(v) for v in values]
         return [float(v) for v in self.backend.to_host(self.xp.stack([self.xp.asarray(v) for v in values]))]
+
+    def step_result(self, flag, errors, losses: list, n: int) -> dict:
+        """A training step's statistics, read from the device in one transfer: ``flag`` (set by the chips'
+        updates where an input was not finite: raises :class:`ffsim.crossbar.NonFiniteInput`), the running
+        ``errors``, the ``losses`` summed in order, ``n`` cases."""
+        f = self.host_floats([flag, errors, *losses])
+        check_nonfinite(f[0])
+        loss = 0.0
+        for v in f[2:]:
+            loss += v
+        return {"loss": loss, "running_errors": int(f[1]), "n": n}
 
     @property
     def kernels(self):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ffsim.ff.config import FFConfig
 from ffsim.ff.goodness import normalize
-from ffsim.ff.layer import SoftmaxHead, check_nonfinite, softmax, update_layers
+from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers, sample_negative_labels
 
@@ -122,12 +122,7 @@ class RecurrentFF(LayeredModel):
         # gradients averaged over the iterations: normalize by cases x iterations
         flag = xp.zeros(1)  # the chips' updates flag a non-finite input here (read with the statistics)
         update_layers(self.layers, inps, ds, cfg.lr * gain, B * cfg.recurrent_iters, nonfinite=flag)
-        f = self.host_floats([flag[0], (probs.argmax(axis=1) != labels).sum(), *losses])
-        check_nonfinite(f.pop(0))
-        loss = 0.0
-        for v in f[1:]:
-            loss += v
-        return {"loss": loss, "running_errors": int(f[0]), "n": B}
+        return self.step_result(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, B)
 
     def goodness_scores(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffsim.ff.config import FFConfig
-from ffsim.ff.layer import SoftmaxHead, check_nonfinite, softmax, update_layers
+from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.network import build_layers
 
@@ -92,12 +92,7 @@ class UnsupervisedFF(LayeredModel):
         probs = softmax(self.head.logits(head_in), xp)
         onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]
         self.head.update(head_in, probs, onehot, gain)
-        f = self.host_floats([flag[0], (probs.argmax(axis=1) != labels).sum(), *losses])
-        check_nonfinite(f.pop(0))
-        loss = 0.0
-        for v in f[1:]:
-            loss += v
-        return {"loss": loss, "running_errors": int(f[0]), "n": B}
+        return self.step_result(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, B)
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         self.bottom_up(x)
