@@ -397,3 +397,38 @@ def test_pulse_updates_together_equal_one_by_one_and_check_all_first():
     with pytest.raises(ValueError, match="pulse_update: d must have shape"):
         Crossbar.pulse_updates([(both[0], x[0], d[0], 0.2), (both[1], x[1], d[1][:, :4], 0.2)])
     np.testing.assert_array_equal(both[0]._g, g0)
+
+
+@pytest.mark.parametrize("profile", ["pcm", "ecram"])
+def test_a_nan_input_gives_nan_outputs_and_no_read_charge(profile):
+    """A NaN entry makes its row's outputs NaN; the other rows are as if the entry were 0 (same draws), and so
+    is the read charge: no voltage is defined for a NaN, and the chip's energy counter stays finite.  Both
+    directions, and an infinite entry under noise management (both profiles' DACs scale each row by its max
+    |x|: an infinite entry's row converts to zeros and one NaN)."""
+    prof = load_profile(profile)
+    rng = np.random.default_rng(4)
+    W = rng.uniform(-1, 1, (12, 8)).astype(np.float32)
+    x = np.abs(rng.standard_normal((5, 12))).astype(np.float32)
+    d = rng.standard_normal((5, 8)).astype(np.float32)
+
+    def chip():
+        c = Crossbar(prof, 12, 8, fab_seed=1, rng=5)
+        c.program(W)
+        c.ops.reset()
+        return c
+
+    for bad in (np.nan, np.inf):
+        xb, xz, db, dz = x.copy(), x.copy(), d.copy(), d.copy()
+        xb[2, 3], db[1, 0] = bad, bad
+        xz[2, 3], dz[1, 0] = 0.0, 0.0
+        if np.isinf(bad):  # x/inf: the row's finite entries convert to 0, the infinite one to NaN
+            xz[2], dz[1] = 0.0, 0.0
+        a, b = chip(), chip()
+        ya, yb = a.forward(xb), b.forward(xz)
+        ta, tb = a.transposed(db), b.transposed(dz)
+        assert np.isnan(ya[2]).all() and np.isnan(ta[1]).all()
+        np.testing.assert_array_equal(np.delete(ya, 2, 0), np.delete(yb, 2, 0))
+        np.testing.assert_array_equal(np.delete(ta, 1, 0), np.delete(tb, 1, 0))
+        assert a.ops.read_charge_S_s == b.ops.read_charge_S_s > 0
+        energy = a.ops.energy_J(prof.cost)
+        assert all(np.isfinite(v) for v in energy.values()) and energy["cell_read"] > 0, energy

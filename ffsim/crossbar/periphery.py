@@ -41,7 +41,7 @@ def dac_convert(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
             v = _dac_value(x[b, i], s, bits, lev)
             xq[b, i] = v
             if want_sq:
-                xq2[b, i] = np.float32(v * v)
+                xq2[b, i] = _dac_square(v)
 
 
 @any_layout("V")
@@ -147,6 +147,14 @@ def _dac_value(xv, s, bits, lev):
             v = np.float32(-1.0)
         v = np.float32(rintf(np.float32(v * lev)) / lev)
     return v
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _dac_square(v):
+    """x_q² of a converted input, for the read-noise variance and the read charge: 0 where the conversion is
+    NaN or infinite (a NaN input; an infinite one that no clipping bounded).  No voltage is defined for it:
+    its outputs are NaN, but the chip's charge and energy counters stay finite."""
+    return np.float32(v * v) if abs(v) < np.inf else np.float32(0.0)
 
 
 @njit(inline="always", cache=True, error_model="numpy")

@@ -535,6 +535,7 @@ _refresh_cache_cell = device(_pulse_cpu.refresh_cache_cell, lut_eval=_lut_eval)
 _tanh_rational = device(_periph_cpu.tanh_rational, smin=_min, smax=_max)
 _dac_scale = device(_periph_cpu._dac_scale)
 _dac_value = device(_periph_cpu._dac_value, rintf=_rintf)
+_dac_square = device(_periph_cpu._dac_square)
 _adc_analog = device(_periph_cpu._adc_analog, sqrtf=_sqrtf)
 _adc_compress = device(_periph_cpu._adc_compress, tanh_rational=_tanh_rational)
 _adc_quantize = device(_periph_cpu._adc_quantize, smin=_min, smax=_max, rintf=_rintf)
@@ -598,7 +599,7 @@ def _dac_part(x, b, s, bits, want_sq, xq, xq2, start, step):
         v = _dac_value(x[b, i], s, bits, lev)
         xq[b, i] = v
         if want_sq:
-            xq2[b, i] = np.float32(v * v)
+            xq2[b, i] = _dac_square(v)
 
 
 @cuda.jit

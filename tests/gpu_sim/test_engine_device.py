@@ -104,7 +104,8 @@ def test_ff_train_step_stays_on_the_device(strict_gpu, mode, profile):
 
 def test_ff_train_step_refuses_nan_on_the_device_as_on_the_cpu(strict_gpu):
     """A NaN image reaches the chips' updates: the CPU refuses before the updates, the device flags it while
-    planning them and the step raises the same error with its statistics (no transfer in between)."""
+    planning them and the step raises the same error with its statistics (no transfer in between).  The
+    chips' read-charge counters stay finite."""
     from ffsim.crossbar import NonFiniteInput
 
     cpu, gpu = _models(strict_gpu, mode="insitu", profile="pcm", profile_overrides=PCM_TINY)
@@ -114,6 +115,8 @@ def test_ff_train_step_refuses_nan_on_the_device_as_on_the_cpu(strict_gpu):
         with pytest.raises(NonFiniteInput, match="NaN or inf"):
             model.train_step(x[:6], y[:6], np.random.default_rng(11), 0.8)
         assert all(np.isfinite(model.backend.to_host(layer.store.chip._g)).all() for layer in model.layers)
+        charges = [layer.store.chip.ops.read_charge_S_s for layer in model.layers]
+        assert all(np.isfinite(c) and c > 0 for c in charges), charges  # the NaN image counts no charge
 
 
 def test_ff_distillation_arguments_on_the_device(strict_gpu):

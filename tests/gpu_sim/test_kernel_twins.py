@@ -154,7 +154,8 @@ def test_block_reduction_variants_replay_crossbar_calls_exactly(name, ir, mode, 
 @pytest.mark.parametrize("block", [False, True])
 def test_row_maxima_and_dac_twins_on_long_rows_zeros_and_nan(block, monkeypatch):
     """Rows longer than a block (strided loads), shorter than one, all zeros, with inf and NaN: the maxima
-    equal the CPU's (NaN where the row holds one), the DAC's outputs and scales exactly."""
+    equal the CPU's (NaN where the row holds one), the DAC's outputs and scales exactly (a NaN input converts
+    to NaN with a square of 0)."""
     from ffsim.gpu import kernels as gk
 
     monkeypatch.setattr(gk, "BLOCK_REDUCE", block)
@@ -171,6 +172,7 @@ def test_row_maxima_and_dac_twins_on_long_rows_zeros_and_nan(block, monkeypatch)
         np.testing.assert_array_equal(out, ref)
         assert np.isnan(out[1, 3]) and out[0, 2] == np.inf and out[0, 1] == 0.0
         X[2, -1] = 1e3
+        X[3, 1] = np.nan
         for abs_max, bits in ((True, 6), (True, 0), (False, 4)):
             a = [np.empty_like(X), np.empty_like(X), np.empty(4, np.float32)]
             b = [np.empty_like(X), np.empty_like(X), np.empty(4, np.float32)]
@@ -178,6 +180,7 @@ def test_row_maxima_and_dac_twins_on_long_rows_zeros_and_nan(block, monkeypatch)
             TWINS.dac_convert(X, abs_max, bits, np.float32(1.5), True, *b)
             for u, v in zip(a, b, strict=True):
                 np.testing.assert_array_equal(v, u)
+            assert np.isnan(b[0][3, 1]) and b[1][3, 1] == 0.0 and np.all(np.isfinite(b[1]))
 
 
 SPARSE_KERNELS = {"pulse_aggregate", "refresh_pairs"}

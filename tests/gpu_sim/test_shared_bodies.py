@@ -32,7 +32,7 @@ SHARED = [
     (gk._column_load, xbar._column_load), (gk._cache_cell, xbar._cache_cell),
     (gk._ref_var_row, xbar._ref_var_row), (gk._column_total, xbar._column_total),
     (gk._tanh_rational, periphery.tanh_rational), (gk._dac_value, periphery._dac_value),
-    (gk._dac_scale, periphery._dac_scale), (gk._train_bits, pulse._train_bits),
+    (gk._dac_scale, periphery._dac_scale), (gk._dac_square, periphery._dac_square), (gk._train_bits, pulse._train_bits),
     (gk._adc_analog, periphery._adc_analog), (gk._adc_compress, periphery._adc_compress),
     (gk._adc_quantize, periphery._adc_quantize), (gk._smoothed_cell, weights._smoothed_cell),
     (grng.mix64, rng.mix64), (grng.word_at, rng.word_at),
