@@ -68,33 +68,49 @@ def _step_device(prm, R, gval, d, dwu, dwd, gu, gd, gmax, key, w32):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, key, w):
-    """One weight pulse of direction d at cell (i, j), its noise from the 64-bit word ``w``.
+def _cell_pulses(prm, R, mode, n, d, pu, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck):
+    """The ``n`` weight pulses of cell (i, j), pulse k's noise from word k of stream ``ck``.  Direction ``d``
+    (+1, -1) for every pulse, or, with ``d == 0``, each pulse's own: up where the word's upper half, as a
+    uniform number, is below ``pu``.
 
-    Returns the number of device pulses applied.
-    """
-    n = 0
-    if mode == 0:
-        if stuck[0, i, j] == 0:
-            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
-            n = 1
-    elif mode == 1:
-        if stuck[0, i, j] == 0:
-            g[0, i, j] = _step_device(prm, R, g[0, i, j], d, dwu[0, i, j], dwd[0, i, j], gu[0, i, j],
-                                      gd[0, i, j], gmax[0, i, j], key, w & _M32)
-            n += 1
-        if stuck[1, i, j] == 0:
-            g[1, i, j] = _step_device(prm, R, g[1, i, j], -d, dwu[1, i, j], dwd[1, i, j], gu[1, i, j],
-                                      gd[1, i, j], gmax[1, i, j], key, mix64(w) & _M32)
-            n += 1
-    else:
-        p = 0 if d > 0 else 1
-        if stuck[p, i, j] == 0:
-            g[p, i, j] = _step_device(prm, R, g[p, i, j], 1, dwu[p, i, j], dwd[p, i, j], gu[p, i, j],
-                                      gd[p, i, j], gmax[p, i, j], key, w & _M32)
-            n = 1
-    return n
+    ``mode`` 0: one device; 1: push-pull pair (G⁺ one way, G⁻ the other, its noise from the word's hash);
+    2: 'set_only' pair (SET on G⁺ for up, on G⁻ for down).  The cell's devices and their parameters are
+    held in registers for the train and written back once (each pulse rounds the conductance to float32,
+    as storing it would).  Returns (the last pulse's direction, the number of device pulses applied)."""
+    a = g[0, i, j]
+    a_on = stuck[0, i, j] == 0
+    a_u, a_d, a_gu, a_gd, a_m = dwu[0, i, j], dwd[0, i, j], gu[0, i, j], gd[0, i, j], gmax[0, i, j]
+    two = g.shape[0] == 2
+    b, b_on, b_u, b_d, b_gu, b_gd, b_m = a, False, a_u, a_d, a_gu, a_gd, a_m
+    if two:
+        b = g[1, i, j]
+        b_on = stuck[1, i, j] == 0
+        b_u, b_d, b_gu, b_gd, b_m = dwu[1, i, j], dwd[1, i, j], gu[1, i, j], gd[1, i, j], gmax[1, i, j]
+    dk = d
+    pulses = 0
+    for k in range(n):
+        w = word_at(ck, np.uint64(k))
+        if d == 0:
+            dk = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
+        if mode == 2:
+            if dk > 0:
+                if a_on:
+                    a = np.float32(_step_device(prm, R, a, 1, a_u, a_d, a_gu, a_gd, a_m, ck, w & _M32))
+                    pulses += 1
+            elif b_on:
+                b = np.float32(_step_device(prm, R, b, 1, b_u, b_d, b_gu, b_gd, b_m, ck, w & _M32))
+                pulses += 1
+        else:
+            if a_on:
+                a = np.float32(_step_device(prm, R, a, dk, a_u, a_d, a_gu, a_gd, a_m, ck, w & _M32))
+                pulses += 1
+            if mode == 1 and b_on:
+                b = np.float32(_step_device(prm, R, b, -dk, b_u, b_d, b_gu, b_gd, b_m, ck, mix64(w) & _M32))
+                pulses += 1
+    g[0, i, j] = a
+    if two:
+        g[1, i, j] = b
+    return dk, pulses
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -167,12 +183,7 @@ def _pulse_train(n, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
     s0 = 0.0
     for p in range(g.shape[0]):
         s0 += np.float64(g[p, i, j])
-    d = 1
-    pulses = 0
-    for k in range(n):
-        w = word_at(ck, np.uint64(k))
-        d = 1 if np.float64(w >> np.uint64(32)) * (1.0 / 4294967296.0) < pu else -1
-        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, w)
+    d, pulses = _cell_pulses(prm, R, mode, n, 0, pu, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck)
     acc = _cell_done(prm, mode, d, n, g, stuck, wn, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut,
                      inv_step, t2, i, j, ck, acc, s0)
     return acc, pulses
@@ -186,9 +197,7 @@ def _exact_cell(n, d, kb, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, ca
     ck = mix64(np.uint64(kb) ^ np.uint64(i * g.shape[2] + j))
     for p in range(g.shape[0]):
         acc -= np.float64(g[p, i, j])
-    pulses = 0
-    for k in range(n):
-        pulses += _pulse_cell(prm, R, mode, d, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck, word_at(ck, np.uint64(k)))
+    d, pulses = _cell_pulses(prm, R, mode, n, d, 0.0, g, gmax, dwu, dwd, gu, gd, stuck, i, j, ck)
     acc = _cell_done(prm, mode, d, n, g, stuck, wn, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut,
                      inv_step, t2, i, j, ck, acc, 0.0)
     return acc, pulses

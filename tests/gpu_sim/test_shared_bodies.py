@@ -23,7 +23,7 @@ def _body(f):
 
 SHARED = [
     (gk._min, physics.smin), (gk._max, physics.smax), (gk._lut_eval, physics.lut_eval),
-    (gk._mean_step, physics.mean_step), (gk._step_device, pulse._step_device), (gk._pulse_cell, pulse._pulse_cell),
+    (gk._mean_step, physics.mean_step), (gk._step_device, pulse._step_device), (gk._cell_pulses, pulse._cell_pulses),
     (gk._redraw_write_noise, pulse._redraw_write_noise), (gk._refresh_cache_cell, pulse.refresh_cache_cell),
     (gk._popcount64, pulse.popcount64), (gk._pulse_count, pulse._pulse_count), (gk._pulse_train, pulse._pulse_train),
     (gk._exact_cell, pulse._exact_cell), (gk._cell_done, pulse._cell_done), (gk._poly, refresh._poly),
