@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ffsim.experiments import sweep
 from ffsim.experiments.sweep import expand_study, load_study, report, run_one, run_sweep, spec_key
 
 STUDY = """
@@ -186,6 +187,10 @@ def test_report_tabulates_drift(tmp_path):
     assert year["error_mean"] == pytest.approx(0.32) and year["error_compensated_mean"] == pytest.approx(0.13)
     assert year["seeds"] == 2
     assert "1 y" in rep["markdown"] and (out / "report_drift.png").is_file()
+    # every file the report writes is one a sweep taking the folder over knows (and cleans temporaries of)
+    written = {p.name for p in out.iterdir() if p.is_file()}
+    assert written == {"report.csv", "report_drift.csv", "report.md", "report.png", "report_drift.png"}
+    assert written <= set(sweep._SWEEP_FILES)
 
 
 def test_report_orders_values_numerically_with_ideal_zero_last(tmp_path):

@@ -248,7 +248,7 @@ def run_one(spec: dict[str, Any], out_dir: str) -> dict[str, Any]:
 # the sweep
 
 
-# the files a sweep writes at its top level
+# the files a sweep writes at its top level (report() writes the report.* ones; tests/test_sweep.py checks the list)
 _SWEEP_FILES = ("study.json", "report.csv", "report_drift.csv", "report.md", "report.png", "report_drift.png")
 
 
