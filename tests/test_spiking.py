@@ -357,6 +357,32 @@ def test_cache_dir_is_project_controlled(monkeypatch, tmp_path):
     assert (brian2.prefs["codegen.target"], brian2.prefs["codegen.runtime.cython.cache_dir"]) == before
 
 
+def test_runs_in_two_threads_take_turns_with_the_global_prefs():
+    """A run in another thread waits until this one has restored Brian2's preferences (they are global)."""
+    import threading
+
+    import brian2
+
+    before = brian2.prefs["codegen.target"]
+    b_trying, b_inside = threading.Event(), threading.Event()
+    seen = []
+
+    def b():
+        b_trying.set()
+        with _brian2_prefs("cython"):
+            b_inside.set()
+            seen.append(brian2.prefs["codegen.target"])
+
+    t = threading.Thread(target=b)
+    with _brian2_prefs("numpy"):
+        t.start()
+        assert b_trying.wait(5)
+        b_inside.wait(0.3)  # (without the lock, the other run would be inside by now and have set its target)
+        assert not b_inside.is_set() and brian2.prefs["codegen.target"] == "numpy"
+    t.join(10)
+    assert seen == ["cython"] and brian2.prefs["codegen.target"] == before
+
+
 # ---------------------------------------------------------------------------------------------
 # spiking evaluation of FF networks
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,11 +68,25 @@ def brian2_cache_dir() -> Path:
     return (Path(base) if base else Path.cwd() / ".ffsim_cache") / "brian2"
 
 
+# Brian2's preferences are global: ffsim's runs hold this lock while they have them set, so runs in other
+# threads (another layer's evaluation, another target) wait instead of running with the wrong target.
+_BRIAN2_LOCK = threading.RLock()
+
+
 @contextmanager
 def _brian2_prefs(target: str):
-    """Set Brian2's code-generation target (and Cython cache) for one run, then restore the old values."""
+    """Set Brian2's code-generation target (and Cython cache) for one run, then restore the old values.
+
+    Runs of ffsim in several threads take turns (one lock); Brian2 code outside ffsim that changes these
+    preferences in another thread at the same time is not guarded."""
     import brian2
 
+    with _BRIAN2_LOCK, _set_prefs(brian2, target):
+        yield brian2
+
+
+@contextmanager
+def _set_prefs(brian2, target: str):
     prefs = brian2.prefs
     old = {k: prefs[k] for k in ("codegen.target", "codegen.runtime.cython.cache_dir")}
     try:
@@ -80,7 +95,7 @@ def _brian2_prefs(target: str):
             cache = brian2_cache_dir()
             cache.mkdir(parents=True, exist_ok=True)
             prefs["codegen.runtime.cython.cache_dir"] = str(cache)
-        yield brian2
+        yield
     finally:
         for k, v in old.items():
             prefs[k] = v
