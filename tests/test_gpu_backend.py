@@ -216,6 +216,35 @@ def test_real_gpu_transposed_read_agrees_with_cpu():
     np.testing.assert_allclose(ys[1], ys[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["ff-recurrent", "ff-unsupervised"])
+def test_real_gpu_graph_replays_of_the_recurrent_and_unsupervised_steps(fresh, model):
+    """As the next test, for the recurrent and unsupervised networks' steps (``pcm`` in-situ)."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    from ffsim.ff import FFConfig
+    from ffsim.ff.trainer import build_model
+    from ffsim.gpu import graph
+
+    fresh.setenv(ENV_VAR, "gpu")
+    cfg = FFConfig(model=model, layers=(200, 200, 200), epochs=1, batch_size=50, profile="pcm", mode="insitu",
+                   seed=3, recurrent_iters=3, recurrent_eval_iters=(2, 3))
+    models = [build_model(cfg, 784, 10) for _ in range(2)]
+    runner = graph.runner_for(models[1], models[1]._device_step, capturer=graph.CupyCapturer())
+    rng = np.random.default_rng(0)
+    x = rng.random((250, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 250)
+    rngs = [np.random.default_rng(1), np.random.default_rng(1)]
+    for s in range(5):
+        sl = slice(s * 50, (s + 1) * 50)
+        st = [m.train_step(x[sl], y[sl], r, 1.0) for m, r in zip(models, rngs, strict=True)]
+        assert st[1]["loss"] == pytest.approx(st[0]["loss"], rel=1e-4) and st[1]["n"] == st[0]["n"] == 50
+    assert (runner.captures, runner.replays) == (1, 4)
+    a, b = (m.state() for m in models)
+    for k in a:
+        np.testing.assert_allclose(bk.to_host(b[k]), bk.to_host(a[k]), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
 @pytest.mark.parametrize("profile", ["pcm", "ideal"])
 def test_real_gpu_graph_replays_equal_the_direct_steps(fresh, profile):
     """The FF step captured in a CUDA graph and replayed (``ffsim.gpu.graph``) against the same steps run

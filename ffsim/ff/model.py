@@ -13,7 +13,34 @@ from ffsim.crossbar import OpCounter
 from ffsim.ff.kernels import NORM_CODES
 from ffsim.ff.layer import check_nonfinite
 
-__all__ = ["LayeredModel"]
+__all__ = ["FlagStats", "LayeredModel"]
+
+
+def _result(f: list[float], n: int) -> dict:
+    check_nonfinite(f[0])
+    loss = 0.0
+    for v in f[2:]:
+        loss += v
+    return {"loss": loss, "running_errors": int(f[1]), "n": n}
+
+
+class FlagStats:
+    """The statistics of a submitted step (:meth:`LayeredModel.queue_device_step`) whose device array holds
+    the non-finite flag, the running errors and the losses (:meth:`LayeredModel.step_statistics`); downloaded
+    on first use."""
+
+    __slots__ = ("_fetch", "_n", "_stats")
+
+    def __init__(self, fetch, n: int):
+        self._fetch, self._n, self._stats = fetch, n, None
+
+    def stats(self) -> dict:
+        """Loss, running errors, cases (waits for the device); raises :class:`ffsim.crossbar.NonFiniteInput`
+        where a chip was given NaN or inf in this step."""
+        if self._stats is None:
+            self._stats = _result([float(v) for v in self._fetch()], self._n)
+            self._fetch = None
+        return self._stats
 
 
 class LayeredModel:
@@ -42,12 +69,35 @@ class LayeredModel:
         """A training step's statistics, read from the device in one transfer: ``flag`` (set by the chips'
         updates where an input was not finite: raises :class:`ffsim.crossbar.NonFiniteInput`), the running
         ``errors``, the ``losses`` summed in order, ``n`` cases."""
-        f = self.host_floats([flag, errors, *losses])
-        check_nonfinite(f[0])
-        loss = 0.0
-        for v in f[2:]:
-            loss += v
-        return {"loss": loss, "running_errors": int(f[1]), "n": n}
+        return _result(self.host_floats([flag, errors, *losses]), n)
+
+    @staticmethod
+    def step_statistics(flag, errors, losses: list, xp):
+        """The device array that :class:`FlagStats` reads: ``flag``, ``errors``, then the ``losses`` (float64)."""
+        return xp.concatenate([xp.asarray(flag, dtype=np.float64).reshape(1),
+                               xp.asarray(errors, dtype=np.float64).reshape(1),
+                               xp.stack([xp.asarray(v) for v in losses]).astype(np.float64)])
+
+    def queue_device_step(self, x, up_h: np.ndarray, gain: float, *, graph: bool = True, **kw):
+        """Run ``self._device_step(x, up, gain, **kw)`` -- the mini-batch's work on the backend, from its images
+        ``x`` and the float64 values ``up_h`` that the host drew (one upload) -- or, with the GPU backend and
+        ``FFSIM_GPU_GRAPH=1``, replay it from a CUDA graph (:mod:`ffsim.gpu.graph`; ``graph=False`` for steps
+        that cannot be captured).  Returns a function that downloads the statistics array the step leaves on
+        the device (one transfer, when called)."""
+        bk = self.backend
+        if bk.is_gpu and graph:
+            from ffsim.gpu import graph as graphs
+
+            runner = graphs.runner_for(self, self._device_step)
+            if runner is not None:
+                fetch = runner.step(bk.asarray(x), up_h, float(gain))
+                if fetch is not None:
+                    return fetch
+        S = self._device_step(bk.asarray(x), bk.asarray(up_h), gain, **kw)
+
+        def fetch(S=S):
+            return bk.to_host(S)
+        return fetch
 
     @property
     def kernels(self):

@@ -203,19 +203,9 @@ class FFNetwork(LayeredModel):
             extra = [neg_h.astype(np.float64)]
         # label codes (positive, neutral) and the draws: one upload
         up_h = np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra])
-        fetch = None
-        if bk.is_gpu and head_targets is None and negative_probs is None and head_temperature == 1.0:
-            from ffsim.gpu import graph
-
-            runner = graph.runner_for(self, self._device_step)
-            if runner is not None:
-                fetch = runner.step(bk.asarray(x), up_h, float(gain))
-        if fetch is None:
-            S = self._device_step(bk.asarray(x), bk.asarray(up_h), gain, head_targets=head_targets,
-                                  negative_probs=negative_probs, head_temperature=head_temperature)
-
-            def fetch(S=S):
-                return bk.to_host(S)  # every statistic of the step in one transfer
+        plain = head_targets is None and negative_probs is None and head_temperature == 1.0
+        fetch = self.queue_device_step(x, up_h, gain, graph=plain, head_targets=head_targets,
+                                       negative_probs=negative_probs, head_temperature=head_temperature)
         return StepStats(fetch, len(self.layers), B, None if hard else neg_h)
 
     def _device_step(self, x, up, gain: float, *, head_targets=None, negative_probs=None,

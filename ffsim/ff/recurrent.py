@@ -22,8 +22,8 @@ import numpy as np
 from ffsim.ff.config import FFConfig
 from ffsim.ff.goodness import normalize
 from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
-from ffsim.ff.model import LayeredModel
-from ffsim.ff.network import build_layers, sample_negative_labels
+from ffsim.ff.model import FlagStats, LayeredModel
+from ffsim.ff.network import build_layers, negative_draws
 
 __all__ = ["RecurrentFF"]
 
@@ -89,12 +89,32 @@ class RecurrentFF(LayeredModel):
         return normalize(self.backend.asarray(x), self.cfg.norm, xp=xp), normalize(top, self.cfg.norm, xp=xp)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
+        """One mini-batch (see the module's text); returns the loss, running errors and cases."""
+        return self.submit_step(x, labels, rng, gain).stats()
+
+    def submit_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> FlagStats:
+        """:meth:`train_step` whose statistics are read when asked for (as
+        :meth:`ffsim.ff.network.FFNetwork.submit_step`: the step is applied, on the GPU queued, before this
+        returns; with ``FFSIM_GPU_GRAPH=1`` replayed from a CUDA graph).  The host draws the negatives' random
+        numbers (hard: a uniform and an integer per case; uniform: the labels) and uploads them with the labels."""
+        labels_h = np.asarray(self.backend.to_host(labels)).astype(np.int64)
+        B, C = len(labels_h), self.num_classes
+        if self.cfg.negatives == "hard":
+            extra = list(negative_draws(rng, B, C))
+        else:
+            extra = [((labels_h + 1 + rng.integers(0, C - 1, size=B)) % C).astype(np.float64)]
+        up_h = np.concatenate([labels_h.astype(np.float64), *extra])
+        return FlagStats(self.queue_device_step(x, up_h, gain), B)
+
+    def _device_step(self, x, up, gain: float):
+        """The mini-batch's work on the backend from the images ``x`` and the uploaded values ``up`` (labels,
+        then the negatives' draws); returns the statistics array (:meth:`step_statistics`), left there.  It makes
+        no transfer and decides nothing on the host from device values: what a CUDA graph captures."""
         cfg = self.cfg
-        bk, xp = self.backend, self.xp
-        labels_h = bk.to_host(labels)
-        labels = bk.asarray(labels_h)
-        B = len(labels_h)
-        C = self.num_classes
+        xp = self.xp
+        B, C = x.shape[0], self.num_classes
+        lab = up[:B]
+        labels = lab.astype(np.int64)
         eye = xp.eye(C, dtype=np.float32)
         onehot = eye[labels]
         x_n, neutral_n = self._inputs(x, xp.full((B, C), 1.0 / C, np.float32))
@@ -104,9 +124,11 @@ class RecurrentFF(LayeredModel):
         probs = softmax(self.head.logits(head_in), xp)
         self.head.update(head_in, probs, onehot, gain)
         if cfg.negatives == "hard":
-            neg = sample_negative_labels(probs, labels, rng, bk)
+            neg = xp.empty(B, dtype=np.float64)
+            self.kernels.negative_rows(probs, lab, up[B:2 * B], up[2 * B:3 * B], neg)
+            neg = neg.astype(np.int64)
         else:
-            neg = bk.asarray((labels_h + 1 + rng.integers(0, C - 1, size=B)) % C)
+            neg = up[B:2 * B].astype(np.int64)
         learn_pos = [[] for _ in self.layers]
         learn_neg = [[] for _ in self.layers]
         hist_p = self._iterate(x_n, normalize(onehot, cfg.norm, xp=xp), cfg.recurrent_iters, learn_pos, True)
@@ -122,7 +144,7 @@ class RecurrentFF(LayeredModel):
         # gradients averaged over the iterations: normalize by cases x iterations
         flag = xp.zeros(1)  # the chips' updates flag a non-finite input here (read with the statistics)
         update_layers(self.layers, inps, ds, cfg.lr * gain, B * cfg.recurrent_iters, nonfinite=flag)
-        return self.step_result(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, B)
+        return self.step_statistics(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, xp)
 
     def goodness_scores(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg

@@ -15,7 +15,7 @@ import numpy as np
 
 from ffsim.ff.config import FFConfig
 from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
-from ffsim.ff.model import LayeredModel
+from ffsim.ff.model import FlagStats, LayeredModel
 from ffsim.ff.network import build_layers
 
 __all__ = ["UnsupervisedFF", "hybrid_images", "hybrid_masks"]
@@ -70,13 +70,30 @@ class UnsupervisedFF(LayeredModel):
                                 weight_cost=cfg.weight_cost_head, momentum=cfg.momentum, backend=self.backend)
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> dict:
-        cfg = self.cfg
-        bk, xp = self.backend, self.xp
-        x, labels = bk.to_host(x), bk.to_host(labels)  # the hybrids are drawn on the host
+        """One mini-batch: real images positive, their hybrids negative; returns loss, running errors, cases."""
+        return self.submit_step(x, labels, rng, gain).stats()
+
+    def submit_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> FlagStats:
+        """:meth:`train_step` whose statistics are read when asked for (as
+        :meth:`ffsim.ff.network.FFNetwork.submit_step`; with ``FFSIM_GPU_GRAPH=1`` replayed from a CUDA
+        graph).  The hybrids are drawn on the host and uploaded with the labels (one transfer)."""
+        bk = self.backend
+        x, labels = bk.to_host(x), np.asarray(bk.to_host(labels))
         B = len(labels)
         neg = hybrid_images(x, labels, rng, self.shape, self.blurs)
-        hs, acts = self.bottom_up(np.concatenate([x, neg]))
-        labels = bk.asarray(labels)
+        up_h = np.concatenate([labels.astype(np.float64), neg.reshape(-1).astype(np.float64)])
+        return FlagStats(self.queue_device_step(np.asarray(x, dtype=np.float32), up_h, gain), B)
+
+    def _device_step(self, x, up, gain: float):
+        """The mini-batch's work on the backend from the images ``x`` and the uploaded values ``up`` (labels, then
+        the hybrids); returns the statistics array (:meth:`step_statistics`), left there, with no transfer and no
+        host decision on device values (what a CUDA graph captures)."""
+        cfg = self.cfg
+        xp = self.xp
+        B = x.shape[0]
+        labels = up[:B].astype(np.int64)
+        neg = up[B:].reshape(B, -1).astype(np.float32)
+        hs, acts = self.bottom_up(xp.concatenate([x, neg]))
         losses = []
         sss, outs = self.last_sumsq, self.last_normalized
         deltas = []
@@ -92,7 +109,7 @@ class UnsupervisedFF(LayeredModel):
         probs = softmax(self.head.logits(head_in), xp)
         onehot = xp.eye(self.num_classes, dtype=np.float32)[labels]
         self.head.update(head_in, probs, onehot, gain)
-        return self.step_result(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, B)
+        return self.step_statistics(flag[0], (probs.argmax(axis=1) != labels).sum(), losses, xp)
 
     def predict_softmax(self, x: np.ndarray) -> np.ndarray:
         self.bottom_up(x)

@@ -1,12 +1,17 @@
-"""CUDA-graph replay of the supervised FF step (GPU backend; ``FFSIM_GPU_GRAPH=1``, off by default).
+"""CUDA-graph replay of the FF step (GPU backend; ``FFSIM_GPU_GRAPH=1``, off by default).
+
+The supervised, recurrent and unsupervised networks' steps are captured alike: each model's
+``_device_step(x, up, gain)`` is its mini-batch's device work from the images and the uploaded values
+(:meth:`ffsim.ff.model.LayeredModel.queue_device_step`).
 
 An FF step on a GPU issues ~250 launches and array operations whose GPU work takes a few µs each: the step
 is bound by the host's cost of issuing them (BENCHMARKS.md).  A CUDA graph captures the step's work once
 and replays it with one launch.  The step is the same computation at every mini-batch of one shape and
 learning-rate gain; what changes between mini-batches travels in buffers the graph reads:
 
-* the images (copied into a fixed device buffer) and the label codes and host draws of hard negatives
-  (uploaded with the keys, one transfer);
+* the images (copied into a fixed device buffer) and the label codes and host draws of the negatives
+  (hard negatives' uniforms, uniform negatives' labels, the unsupervised network's hybrid images; uploaded
+  with the keys, one transfer);
 * the random keys.  Each keyed kernel reads its key from a device tape at the slot where the capture
   recorded the key's draw (``ffsim.gpu.kernels.CAPTURE``).  Before each replay the host draws the keys
   again from the same generators in the same order (:func:`ffsim.devices.rng.draw_key`), so the replays

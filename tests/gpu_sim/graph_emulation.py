@@ -58,6 +58,8 @@ def _replay(entry) -> None:
         return
     _, fn, args, kwargs, result = entry
     r = fn(*_raw(args), **_raw(kwargs))
+    if isinstance(r, np.generic):  # a reduction to a scalar: on the device a 0-d array the replay recomputes
+        r = np.asarray(r)
     if isinstance(result, Rec) and isinstance(r, np.ndarray) and not np.shares_memory(_raw(result), r):
         np.copyto(_raw(result), r)
 

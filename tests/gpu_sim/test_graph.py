@@ -36,9 +36,9 @@ def _model(profile: str, mode: str, layers=(4, 4), seed: int = 3, negatives: str
     return build_model(cfg, 12, 10)
 
 
-def _data(steps: int, batch: int = B):
+def _data(steps: int, batch: int = B, pixels: int = 12):
     rng = np.random.default_rng(7)
-    x = rng.random((batch * steps, 12)).astype(np.float32)
+    x = rng.random((batch * steps, pixels)).astype(np.float32)
     y = rng.integers(0, 10, size=batch * steps)
     return RECORDING.asarray(x), y
 
@@ -57,8 +57,8 @@ def _same_models(a, b) -> None:
     np.testing.assert_equal(a.ops().as_dict(), b.ops().as_dict())  # (NaN equals NaN: a NaN image's read charge)
 
 
-def _run_both(direct, replayed, steps: int, gains=None, batch: int = B):
-    x, y = _data(steps, batch)
+def _run_both(direct, replayed, steps: int, gains=None, batch: int = B, pixels: int = 12):
+    x, y = _data(steps, batch, pixels)
     rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
     for s in range(steps):
         g = 1.0 if gains is None else gains[s]
@@ -78,6 +78,25 @@ def test_replayed_steps_equal_the_direct_steps(gpu_recording, profile, mode, neg
     # the first step of a shape runs directly (compiles, checks layouts); then one capture, three launches
     assert (runner.captures, runner.replays, cap.launches) == (1, 3, 3)
     assert graph.record(replayed) == {"captures": 1, "replays": 3} and graph.record(direct) is None
+
+
+@pytest.mark.parametrize(("model", "profile", "mode", "negatives"), [
+    ("ff-recurrent", "pcm", "insitu", "hard"), ("ff-recurrent", "ideal", "ideal", "uniform"),
+    ("ff-unsupervised", "pcm", "insitu", "hard"), ("ff-unsupervised", "ecram", "insitu", "hard")])
+def test_recurrent_and_unsupervised_steps_replay_as_the_direct_steps(gpu_recording, model, profile, mode, negatives):
+    """The recurrent network's step (label clamped on top, iterations, hard negatives drawn on the device from
+    host uniforms) and the unsupervised one (hybrids drawn on the host, uploaded with the labels) are captured
+    and replayed like the supervised step: the same statistics, states and counts as the direct steps."""
+    def make():
+        cfg = FFConfig(model=model, layers=(4, 4), epochs=1, batch_size=B, profile=profile, mode=mode, seed=3,
+                       negatives=negatives, recurrent_iters=2, recurrent_eval_iters=(1, 2), head_layers=2)
+        return build_model(cfg, 16, 10)
+
+    direct, replayed = make(), make()
+    cap = EmulatedCapturer()
+    runner = graph.runner_for(replayed, replayed._device_step, capturer=cap)
+    _run_both(direct, replayed, steps=4, pixels=16)
+    assert (runner.captures, runner.replays, cap.launches) == (1, 3, 3)
 
 
 def test_steps_submitted_ahead_of_their_statistics_equal_the_direct_steps(gpu_recording):
