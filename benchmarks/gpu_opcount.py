@@ -34,6 +34,8 @@ import numpy as np
 
 from ffsim import backend
 from ffsim.backend import Backend
+from ffsim.gpu.standin import StandIn
+from ffsim.gpu.standin import raw as _raw
 
 COUNTS: collections.Counter = collections.Counter()
 BY_LINE = False  # also count the operations by the ffsim line that asked (--by-line; slow)
@@ -46,81 +48,23 @@ def _op(name: str) -> None:
         COUNTS[f"line {_caller()}"] += 1
 
 
-class Dev(np.ndarray):
-    """A 'device' array: every operation on it is counted."""
+class Dev(StandIn):
+    """A 'device' array: every operation on it is counted, and every read of its value on the host."""
 
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
-        _op(f"{ufunc.__name__}{'' if method == '__call__' else '.' + method}")
-        if out:
-            kw["out"] = tuple(_raw(o) for o in out)
-        return _dev(getattr(ufunc, method)(*[_raw(a) for a in inputs], **kw))
+    METHODS = ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var")
 
-    def __array_function__(self, func, types, args, kwargs):
-        _op(f"{func.__name__}")
-        return _dev(func(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
-
-    def __getitem__(self, key):
-        if _fancy(key):
-            _op("getitem (fancy)")
-        return _dev(np.ndarray.__getitem__(self.view(np.ndarray), _raw(key)))
-
-    def __setitem__(self, key, value):
-        _op("setitem")
-        np.ndarray.__setitem__(self.view(np.ndarray), _raw(key), _raw(value))
-
-    def astype(self, dtype, *a, **k):
-        _op("astype")
-        return _dev(self.view(np.ndarray).astype(dtype, *a, **k))
-
-    def copy(self, *a, **k):
-        _op("copy")
-        return _dev(self.view(np.ndarray).copy(*a, **k))
+    @classmethod
+    def _operate(cls, name, fn, args, kwargs, result=True):
+        _op(name)
+        return super()._operate(name, fn, args, kwargs, result)
 
     def _scalar(self, f):
         COUNTS["scalar reads"] += 1
         COUNTS[f"scalar read at {_caller()}"] += 1
         return f(self.view(np.ndarray))
 
-    def __float__(self):
-        return self._scalar(float)
 
-    def __int__(self):
-        return self._scalar(int)
-
-    def __bool__(self):
-        return self._scalar(bool)
-
-    def item(self, *a):
-        return self._scalar(lambda v: v.item(*a))
-
-
-for _m in ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var"):
-    def _method(self, *a, _m=_m, **k):
-        _op(f".{_m}")
-        return _dev(getattr(self.view(np.ndarray), _m)(*_raw(list(a)), **{x: _raw(v) for x, v in k.items()}))
-    setattr(Dev, _m, _method)
-
-
-def _fancy(key) -> bool:
-    keys = key if isinstance(key, tuple) else (key,)
-    return any(isinstance(k, np.ndarray | list) for k in keys)
-
-
-def _raw(a):
-    if isinstance(a, Dev):
-        return a.view(np.ndarray)
-    if isinstance(a, tuple | list):
-        return type(a)(_raw(v) for v in a)
-    return a
-
-
-def _dev(r):
-    """Results as device arrays; like CuPy, reductions give 0-d device arrays, not host scalars."""
-    if isinstance(r, np.ndarray):
-        return r.view(Dev)
-    if isinstance(r, np.generic):
-        return np.asarray(r).view(Dev)
-    return r
+_dev = Dev._wrap
 
 
 def _caller() -> str:
@@ -128,7 +72,7 @@ def _caller() -> str:
     import traceback
 
     for fr in reversed(traceback.extract_stack()[:-2]):
-        if "/ffsim/" in fr.filename and not fr.filename.endswith(("backend.py", "gpu_opcount.py")):
+        if "/ffsim/" in fr.filename and not fr.filename.endswith(("backend.py", "gpu_opcount.py", "standin.py")):
             return f"{fr.filename.split('/ffsim/')[-1]}:{fr.lineno}"
     return "?"
 

@@ -1,12 +1,13 @@
 """An emulated CUDA-graph capture for the CUDA simulator (used by ``test_graph.py``).
 
-A stand-in for CuPy (``XP``: numpy arrays of class ``Rec``) records every array operation while a capture
-is on, and ``EmulatedCapturer`` records the numba-cuda launches too.  Replaying a capture runs the same
-operations on the same arrays with the same arguments -- what a CUDA graph does: a captured operation keeps
-its pointers and scalars, and only the contents of the arrays it reads may have changed.  As in a real
-capture, a transfer between host and device, or a scalar read, fails while a capture is on.  The recorded
-operations do run during the capture here (a real capture runs nothing): the capturer saves the model's
-arrays before and restores them after, so the capture leaves no trace but the recording.
+A stand-in for CuPy (``XP``: numpy arrays of class ``Rec``, a :class:`ffsim.gpu.standin.StandIn`) records
+every array operation while a capture is on, and ``EmulatedCapturer`` records the numba-cuda launches too.
+Replaying a capture runs the same operations on the same arrays with the same arguments -- what a CUDA
+graph does: a captured operation keeps its pointers and scalars, and only the contents of the arrays it
+reads may have changed.  As in a real capture, a transfer between host and device, or a scalar read, fails
+while a capture is on.  The recorded operations do run during the capture here (a real capture runs
+nothing): the capturer saves the model's arrays before and restores them after, so the capture leaves no
+trace but the recording.
 """
 
 from __future__ import annotations
@@ -18,37 +19,14 @@ import numpy as np
 
 from ffsim.backend import Backend
 from ffsim.gpu import kernels
+from ffsim.gpu.standin import StandIn
+from ffsim.gpu.standin import raw as _raw
 
 _REC: dict = {"on": None}  # the list being recorded, or None
 
 
 class CaptureViolation(RuntimeError):
     """What a real stream capture would refuse (a transfer or a host read of a device value)."""
-
-
-def _raw(a):
-    if isinstance(a, Rec):
-        return a.view(np.ndarray)
-    if isinstance(a, tuple | list):
-        return type(a)(_raw(v) for v in a)
-    if isinstance(a, dict):
-        return {k: _raw(v) for k, v in a.items()}
-    return a
-
-
-def _wrap(r):
-    if isinstance(r, np.ndarray) and not isinstance(r, Rec):
-        return r.view(Rec)
-    if isinstance(r, np.generic):
-        return np.asarray(r).view(Rec)
-    return r
-
-
-def _run(fn, args, kwargs, replay_result: bool = True):
-    r = _wrap(fn(*_raw(args), **_raw(kwargs)))
-    if _REC["on"] is not None:
-        _REC["on"].append(("op", fn, args, kwargs, r if replay_result else None))
-    return r
 
 
 def _replay(entry) -> None:
@@ -64,59 +42,23 @@ def _replay(entry) -> None:
         np.copyto(_raw(result), r)
 
 
-class Rec(np.ndarray):
+class Rec(StandIn):
     """A 'device' array: its operations are recorded while a capture is on."""
 
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
-        if out:
-            kw["out"] = tuple(out)
-        return _run(getattr(ufunc, method), inputs, kw)
+    METHODS = ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var", "fill", "ravel",
+               "reshape", "flatten")
 
-    def __array_function__(self, func, types, args, kwargs):
-        return _run(func, args, kwargs)
-
-    def __getitem__(self, key):
-        if _fancy(key):
-            return _run(np.ndarray.__getitem__, (self, key), {})
-        return _wrap(np.ndarray.__getitem__(self.view(np.ndarray), _raw(key)))
-
-    def __setitem__(self, key, value):
-        _run(np.ndarray.__setitem__, (self, key, value), {}, replay_result=False)
-
-    def astype(self, dtype, *a, **k):
-        return _run(np.ndarray.astype, (self, dtype, *a), k)
-
-    def copy(self, *a, **k):
-        return _run(np.ndarray.copy, (self, *a), k)
+    @classmethod
+    def _operate(cls, name, fn, args, kwargs, result=True):
+        r = super()._operate(name, fn, args, kwargs, result)
+        if _REC["on"] is not None:
+            _REC["on"].append(("op", fn, args, kwargs, r if result else None))
+        return r
 
     def _scalar(self, f):
         if _REC["on"] is not None:
             raise CaptureViolation("a device value read on the host during a capture")
         return f(self.view(np.ndarray))
-
-    def __float__(self):
-        return self._scalar(float)
-
-    def __int__(self):
-        return self._scalar(int)
-
-    def __bool__(self):
-        return self._scalar(bool)
-
-    def item(self, *a):
-        return self._scalar(lambda v: v.item(*a))
-
-
-for _m in ("sum", "mean", "max", "min", "any", "all", "argmax", "cumsum", "dot", "std", "var", "fill", "ravel",
-           "reshape", "flatten"):
-    def _method(self, *a, _m=_m, **k):
-        return _run(getattr(np.ndarray, _m), (self, *a), k)
-    setattr(Rec, _m, _method)
-
-
-def _fancy(key) -> bool:
-    keys = key if isinstance(key, tuple) else (key,)
-    return any(isinstance(k, np.ndarray | list) for k in keys)
 
 
 class XP(SimpleNamespace):
@@ -128,7 +70,7 @@ class XP(SimpleNamespace):
             return f
 
         def g(*args, **kwargs):
-            return _run(f, args, kwargs)
+            return Rec._operate(name, f, args, kwargs)
         return g
 
     @staticmethod
@@ -138,7 +80,7 @@ class XP(SimpleNamespace):
                 raise CaptureViolation("an upload during a capture")
             return np.array(a, dtype=dtype, order="C").view(Rec)
         if dtype is not None and np.dtype(dtype) != a.dtype:
-            return _run(np.ndarray.astype, (a, dtype), {})
+            return Rec._operate("astype", np.ndarray.astype, (a, dtype), {})
         return a
 
     @staticmethod

@@ -16,36 +16,16 @@ import pytest
 
 from ffsim import Crossbar, load_profile
 from ffsim.backend import Backend
+from ffsim.gpu.standin import StandIn, raw
 
 
-class Device(np.ndarray):
+class Device(StandIn):
     """An array 'on the device': mixing it with a host ndarray (not a scalar) raises TypeError."""
 
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kw):
-        _refuse_host(f"{ufunc.__name__}.{method}", *inputs, *(out or ()))
-        args = [_raw(a) for a in inputs]
-        if out:
-            kw["out"] = tuple(_raw(o) for o in out)
-        r = getattr(ufunc, method)(*args, **kw)
-        return _dev(r)
-
-    def __array_function__(self, func, types, args, kwargs):
-        _refuse_host(func.__name__, *args, *kwargs.values())
-        return _dev(func(*[_raw(a) for a in args], **{k: _raw(v) for k, v in kwargs.items()}))
-
-    def __setitem__(self, key, value):
-        _refuse_host("setitem", key, value)
-        np.ndarray.__setitem__(self.view(np.ndarray), _raw(key), _raw(value))
-
-    def __getitem__(self, key):
-        _refuse_host("getitem", key)
-        return _dev(np.ndarray.__getitem__(self.view(np.ndarray), _raw(key)))
-
-    def __float__(self):
-        return float(self.view(np.ndarray))
-
-    def __bool__(self):
-        return bool(self.view(np.ndarray))
+    @classmethod
+    def _operate(cls, name, fn, args, kwargs, result=True):
+        _refuse_host(name, *args, *kwargs.values())
+        return super()._operate(name, fn, args, kwargs, result)
 
 
 def _refuse_host(what, *objs):
@@ -56,31 +36,19 @@ def _refuse_host(what, *objs):
             _refuse_host(what, *a)
 
 
-def _raw(a):
-    if isinstance(a, Device):
-        return a.view(np.ndarray)
-    if isinstance(a, tuple | list):
-        return type(a)(_raw(v) for v in a)
-    return a
-
-
-def _dev(r):
-    return r.view(Device) if isinstance(r, np.ndarray) and r.ndim > 0 else r
-
-
 def _make(f):
     def g(*args, **kwargs):
-        _refuse_host(f.__name__, *args, *kwargs.values())
-        return _dev(f(*[_raw(a) for a in args], **{k: _raw(v) for k, v in kwargs.items()}))
+        return Device._operate(f.__name__, f, args, kwargs)
     return g
 
 
 XP = SimpleNamespace(ndarray=Device,
-                     asarray=lambda a, dtype=None: np.array(_raw(a), dtype=dtype, order="C").view(Device),
-                     asnumpy=lambda a: np.array(_raw(a)),
+                     asarray=lambda a, dtype=None: np.array(raw(a), dtype=dtype, order="C").view(Device),
+                     asnumpy=lambda a: np.array(raw(a)),
                      **{n: _make(getattr(np, n)) for n in ("zeros", "empty", "empty_like", "matmul", "sqrt", "maximum",
                                                          "minimum", "abs", "sign", "exp", "where", "broadcast_to",
-                                                         "any", "all", "isfinite", "ascontiguousarray", "stack")})
+                                                         "any", "all", "isfinite", "ascontiguousarray", "stack",
+                                                         "concatenate")})
 STRICT = Backend("gpu", XP, simulated=True)
 
 
