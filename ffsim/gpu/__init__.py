@@ -4,5 +4,7 @@ Imported only by the GPU backend (:func:`ffsim.backend.select_backend`), never o
 :mod:`ffsim.gpu.rng` holds the device functions of the counter-based RNG; :mod:`ffsim.gpu.kernels` the
 crossbar kernels and their launchers, with the signatures of the CPU kernels; :mod:`ffsim.gpu.ff_kernels`
 the twins of the FF engine's fused per-row kernels (:mod:`ffsim.ff.kernels`); :mod:`ffsim.gpu.twin` compiles the
-CPU helpers' bodies as device functions (the physics is written once).
+CPU helpers' bodies as device functions (the physics is written once).  :mod:`ffsim.gpu.standin` is a
+numpy stand-in for CuPy's arrays, for checking the GPU backend's host code without a GPU (counts, emulated
+graphs, host/device discipline).
 """
