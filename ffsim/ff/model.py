@@ -16,14 +16,6 @@ from ffsim.ff.layer import check_nonfinite
 __all__ = ["FlagStats", "LayeredModel"]
 
 
-def _result(f: list[float], n: int) -> dict:
-    check_nonfinite(f[0])
-    loss = 0.0
-    for v in f[2:]:
-        loss += v
-    return {"loss": loss, "running_errors": int(f[1]), "n": n}
-
-
 class FlagStats:
     """The statistics of a submitted step (:meth:`LayeredModel.queue_device_step`) whose device array holds
     the non-finite flag, the running errors and the losses (:meth:`LayeredModel.step_statistics`); downloaded
@@ -38,7 +30,12 @@ class FlagStats:
         """Loss, running errors, cases (waits for the device); raises :class:`ffsim.crossbar.NonFiniteInput`
         where a chip was given NaN or inf in this step."""
         if self._stats is None:
-            self._stats = _result([float(v) for v in self._fetch()], self._n)
+            f = [float(v) for v in self._fetch()]
+            check_nonfinite(f[0])
+            loss = 0.0
+            for v in f[2:]:  # the layers' losses, added in order
+                loss += v
+            self._stats = {"loss": loss, "running_errors": int(f[1]), "n": self._n}
             self._fetch = None
         return self._stats
 
@@ -64,12 +61,6 @@ class LayeredModel:
         if self.xp is np or not values:
             return [float(v) for v in values]
         return [float(v) for v in self.backend.to_host(self.xp.stack([self.xp.asarray(v) for v in values]))]
-
-    def step_result(self, flag, errors, losses: list, n: int) -> dict:
-        """A training step's statistics, read from the device in one transfer: ``flag`` (set by the chips'
-        updates where an input was not finite: raises :class:`ffsim.crossbar.NonFiniteInput`), the running
-        ``errors``, the ``losses`` summed in order, ``n`` cases."""
-        return _result(self.host_floats([flag, errors, *losses]), n)
 
     @staticmethod
     def step_statistics(flag, errors, losses: list, xp):

@@ -37,7 +37,7 @@ from ffsim.ff.layer import FFLayer, SoftmaxHead, check_nonfinite, softmax, updat
 from ffsim.ff.model import LayeredModel
 from ffsim.ff.weights import make_weights
 
-__all__ = ["FFNetwork", "StepStats", "build_layers", "negative_draws", "sample_negative_labels"]
+__all__ = ["FFNetwork", "StepStats", "build_layers", "negative_draws", "negative_uploads", "sample_negative_labels"]
 
 
 def sample_negative_labels(probs: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
@@ -60,6 +60,17 @@ def negative_draws(rng: np.random.Generator, n: int, num_classes: int) -> tuple[
     [0, C − 1) (used only where rounding lands on the true class), as float64."""
     u = rng.random(n)
     return u, rng.integers(0, num_classes - 1, size=n).astype(np.float64)
+
+
+def negative_uploads(rng: np.random.Generator, labels: np.ndarray, num_classes: int,
+                     hard: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """What a step's negatives take from the host generator, as float64 arrays for its upload: the draws of
+    hard negatives (:func:`negative_draws`; their labels are picked on the backend), or uniform negatives'
+    labels (a wrong label per case, uniform over the others; also returned as int64, else None)."""
+    if hard:
+        return list(negative_draws(rng, len(labels), num_classes)), None
+    neg = (labels + 1 + rng.integers(0, num_classes - 1, size=len(labels))) % num_classes
+    return [neg.astype(np.float64)], neg
 
 
 def build_layers(cfg: FFConfig, sizes: list[int], rng: np.random.Generator, layer_tag: int = 0) -> list[FFLayer]:
@@ -194,19 +205,13 @@ class FFNetwork(LayeredModel):
         bk = self.backend
         labels_h = np.asarray(bk.to_host(labels)).astype(np.int64)
         B, C = len(labels_h), self.num_classes
-        hard = cfg.negatives == "hard"
-        if hard:
-            u, redraw = negative_draws(rng, B, C)
-            extra = [u, redraw]
-        else:
-            neg_h = (labels_h + 1 + rng.integers(0, C - 1, size=B)) % C
-            extra = [neg_h.astype(np.float64)]
+        extra, neg_h = negative_uploads(rng, labels_h, C, cfg.negatives == "hard")
         # label codes (positive, neutral) and the draws: one upload
         up_h = np.concatenate([labels_h.astype(np.float64), np.full(B, -1.0), *extra])
         plain = head_targets is None and negative_probs is None and head_temperature == 1.0
         fetch = self.queue_device_step(x, up_h, gain, graph=plain, head_targets=head_targets,
                                        negative_probs=negative_probs, head_temperature=head_temperature)
-        return StepStats(fetch, len(self.layers), B, None if hard else neg_h)
+        return StepStats(fetch, len(self.layers), B, neg_h)
 
     def _device_step(self, x, up, gain: float, *, head_targets=None, negative_probs=None,
                      head_temperature: float = 1.0):

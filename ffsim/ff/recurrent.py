@@ -23,7 +23,7 @@ from ffsim.ff.config import FFConfig
 from ffsim.ff.goodness import normalize
 from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import FlagStats, LayeredModel
-from ffsim.ff.network import build_layers, negative_draws
+from ffsim.ff.network import build_layers, negative_uploads
 
 __all__ = ["RecurrentFF"]
 
@@ -98,13 +98,9 @@ class RecurrentFF(LayeredModel):
         returns; with ``FFSIM_GPU_GRAPH=1`` replayed from a CUDA graph).  The host draws the negatives' random
         numbers (hard: a uniform and an integer per case; uniform: the labels) and uploads them with the labels."""
         labels_h = np.asarray(self.backend.to_host(labels)).astype(np.int64)
-        B, C = len(labels_h), self.num_classes
-        if self.cfg.negatives == "hard":
-            extra = list(negative_draws(rng, B, C))
-        else:
-            extra = [((labels_h + 1 + rng.integers(0, C - 1, size=B)) % C).astype(np.float64)]
+        extra, _ = negative_uploads(rng, labels_h, self.num_classes, self.cfg.negatives == "hard")
         up_h = np.concatenate([labels_h.astype(np.float64), *extra])
-        return FlagStats(self.queue_device_step(x, up_h, gain), B)
+        return FlagStats(self.queue_device_step(x, up_h, gain), len(labels_h))
 
     def _device_step(self, x, up, gain: float):
         """The mini-batch's work on the backend from the images ``x`` and the uploaded values ``up`` (labels,
