@@ -81,24 +81,19 @@ def _brian2_prefs(target: str):
     preferences in another thread at the same time is not guarded."""
     import brian2
 
-    with _BRIAN2_LOCK, _set_prefs(brian2, target):
-        yield brian2
-
-
-@contextmanager
-def _set_prefs(brian2, target: str):
     prefs = brian2.prefs
-    old = {k: prefs[k] for k in ("codegen.target", "codegen.runtime.cython.cache_dir")}
-    try:
-        prefs["codegen.target"] = target
-        if target == "cython":
-            cache = brian2_cache_dir()
-            cache.mkdir(parents=True, exist_ok=True)
-            prefs["codegen.runtime.cython.cache_dir"] = str(cache)
-        yield
-    finally:
-        for k, v in old.items():
-            prefs[k] = v
+    with _BRIAN2_LOCK:
+        old = {k: prefs[k] for k in ("codegen.target", "codegen.runtime.cython.cache_dir")}
+        try:
+            prefs["codegen.target"] = target
+            if target == "cython":
+                cache = brian2_cache_dir()
+                cache.mkdir(parents=True, exist_ok=True)
+                prefs["codegen.runtime.cython.cache_dir"] = str(cache)
+            yield brian2
+        finally:
+            for k, v in old.items():
+                prefs[k] = v
 
 
 @dataclass(frozen=True, eq=False)
