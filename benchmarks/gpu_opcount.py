@@ -13,7 +13,7 @@ operation) and the numba-cuda kernels in the CUDA simulator, and reports per min
 
 The counts do not depend on the layer widths, so small layers stand in for 2000-wide ones.
 
-    python benchmarks/gpu_opcount.py --profile ideal --profile pcm --layers 4
+    python benchmarks/gpu_opcount.py --profile ideal --profile pcm --layers 4 [--model ff-recurrent ...]
 """
 
 # ruff: noqa: E402, I001
@@ -112,7 +112,7 @@ COUNTING = Backend("gpu", _XP(), simulated=True)
 
 
 def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: int = 10, steps: int = 3,
-               tile_rows: int | None = None) -> dict:
+               tile_rows: int | None = None, model: str = "ff") -> dict:
     """Per-step counts of an ``n_layers`` × ``width`` network on 36 inputs; ``tile_rows`` overrides the
     profile's tile height (small tiles: several tiles per array, as 2000-wide layers have)."""
     from ffsim.ff import FFConfig
@@ -140,18 +140,20 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
     kernels._launch = counting_launch
     kernels._Counter.read = counting_read
     try:
-        cfg = FFConfig(layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile, mode=mode, seed=0,
-                       profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
-        model = build_model(cfg, 36, 10)
+        cfg = FFConfig(model=model, layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile,
+                       mode=mode, seed=0, profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
+        net = build_model(cfg, 36, 10)
         rng = np.random.default_rng(0)
         x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
         y = np.arange(batch * (steps + 1)) % 10
-        xd = COUNTING.asarray(x)  # moved once, as ffsim train does
-        model.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
+        # moved once where the model takes device images, as ffsim train does (the unsupervised network draws
+        # its hybrids on the host: its images stay there)
+        xd = COUNTING.asarray(x) if net.device_batches else x
+        net.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
         COUNTS.clear()
         launches.clear()
         for s in range(1, steps + 1):
-            model.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
+            net.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
     finally:
         kernels._launch = real_launch
         kernels._Counter.read = real_read
@@ -161,7 +163,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
         else:
             os.environ[backend.ENV_VAR] = env_before
     per = {k: v / steps for k, v in COUNTS.items()}
-    return {"profile": profile, "mode": mode, "layers": n_layers,
+    return {"model": model, "profile": profile, "mode": mode, "layers": n_layers,
             "array_ops": per.get("array ops", 0), "numba_launches": sum(launches.values()) / steps,
             "uploads": per.get("uploads", 0), "downloads": per.get("downloads", 0),
             "scalar_reads": per.get("scalar reads", 0),
@@ -175,6 +177,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="append", help="profile(s) (default: ideal and pcm)")
     ap.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
+    ap.add_argument("--model", action="append", choices=["ff", "ff-recurrent", "ff-unsupervised"],
+                    help="network(s) (default: ff, the supervised one)")
     ap.add_argument("--detail", action="store_true", help="also list the operations and kernels by name")
     ap.add_argument("--by-line", action="store_true", help="also count the operations by the ffsim line that asked")
     ap.add_argument("--json", help="write the counts here")
@@ -182,17 +186,18 @@ def main() -> int:
     global BY_LINE
     BY_LINE = args.by_line
     rows = []
-    print("| profile | mode | array ops | numba launches | uploads | downloads | scalar reads |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for prof in args.profile or ["ideal", "pcm"]:
-        mode = "ideal" if prof == "ideal" else "insitu"
-        r = count_step(prof, mode, args.layers)
-        rows.append(r)
-        print(f"| {prof} | {mode} | {r['array_ops']:.0f} | {r['numba_launches']:.0f} | {r['uploads']:.0f} | "
-              f"{r['downloads']:.0f} | {r['scalar_reads']:.0f} |")
+    print("| model | profile | mode | array ops | numba launches | uploads | downloads | scalar reads |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for model in args.model or ["ff"]:
+        for prof in args.profile or ["ideal", "pcm"]:
+            mode = "ideal" if prof == "ideal" else "insitu"
+            r = count_step(prof, mode, args.layers, model=model)
+            rows.append(r)
+            print(f"| {model} | {prof} | {mode} | {r['array_ops']:.0f} | {r['numba_launches']:.0f} | "
+                  f"{r['uploads']:.0f} | {r['downloads']:.0f} | {r['scalar_reads']:.0f} |", flush=True)
     if args.detail:
         for r in rows:
-            print(f"\n{r['profile']} {r['mode']}: operations per step")
+            print(f"\n{r['model']} {r['profile']} {r['mode']}: operations per step")
             for k, v in r["ops"].items():
                 print(f"  {v:7.1f}  {k}")
             if r["lines"]:
