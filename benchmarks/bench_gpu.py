@@ -320,6 +320,9 @@ def main() -> int:
     ap.add_argument("--ff-tf32", action="store_true",
                     help="time each in-situ FF epoch once more with the noise and coincidence products on TF32 "
                          "tensor cores (ffsim.gpu.blas.TF32, FFSIM_GPU_TF32=1), with graphs if --ff-graph")
+    ap.add_argument("--ff-streams", action="store_true",
+                    help="time each in-situ FF epoch once more with the layers' updates on streams of their own "
+                         "(ffsim.gpu.streams, FFSIM_GPU_STREAMS=1), with graphs if --ff-graph and TF32 if --ff-tf32")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     bk = select_backend("gpu")
@@ -337,7 +340,9 @@ def main() -> int:
     if args.gpu_timeline is not None:
         TIMELINE["trace"] = ({lab: f"{args.gpu_timeline}/timeline_{lab.replace(' ', '_')}.json"
                               for p in args.ff or []
-                              for lab in (p, f"{p} single-pass", f"{p} graph", f"{p} tf32", f"{p} graph tf32")}
+                              for lab in (p, f"{p} single-pass", f"{p} graph", f"{p} tf32", f"{p} graph tf32",
+                                          f"{p} streams", f"{p} graph streams", f"{p} tf32 streams",
+                                          f"{p} graph tf32 streams")}
                              if args.gpu_timeline else {})
 
     dev = cupy.cuda.Device()
@@ -354,34 +359,38 @@ def main() -> int:
         print(f"| {prof} | {r['W1_ms']:.2f} | {r['W1_ideal_ms']:.2f} | **{r['W1_ratio']:.2f}x** | {r['W2_ms']:.2f} | "
               f"{r['W2_ideal_ms']:.2f} | **{r['W2_ratio']:.2f}x** |")
     save(out, args.json)
-    from ffsim.gpu import blas, graph
+    from ffsim.gpu import blas, graph, streams
 
-    compact, graphs, tf32 = kernels.COMPACT, graph.ENABLED, blas.TF32
-    runs = [(p, compact, graphs, tf32) for p in args.ff or []]
+    compact, graphs, tf32, lanes = kernels.COMPACT, graph.ENABLED, blas.TF32, streams.ENABLED
+    runs = [(p, compact, graphs, tf32, lanes) for p in args.ff or []]
     if args.ff_single_pass and compact:  # (ideal has no pulse update, nor noise products)
-        runs += [(p, False, graphs, tf32) for p in args.ff or [] if p != "ideal"]
+        runs += [(p, False, graphs, tf32, lanes) for p in args.ff or [] if p != "ideal"]
     if args.ff_graph and not graphs:  # last: a failure there cannot cost the other figures
-        runs += [(p, compact, True, tf32) for p in args.ff or []]
+        runs += [(p, compact, True, tf32, lanes) for p in args.ff or []]
     if args.ff_tf32 and not tf32:
-        runs += [(p, compact, graphs or args.ff_graph, True) for p in args.ff or [] if p != "ideal"]
-    for prof, listed, graphed, fast32 in runs:
+        runs += [(p, compact, graphs or args.ff_graph, True, lanes) for p in args.ff or [] if p != "ideal"]
+    if args.ff_streams and not lanes:
+        runs += [(p, compact, graphs or args.ff_graph, tf32 or args.ff_tf32, True) for p in args.ff or []
+                 if p != "ideal"]
+    for prof, listed, graphed, fast32, laned in runs:
         set_default_backend("gpu")
-        kernels.COMPACT, graph.ENABLED, blas.TF32 = listed, graphed, fast32
+        kernels.COMPACT, graph.ENABLED, blas.TF32, streams.ENABLED = listed, graphed, fast32, laned
         mode = "ideal" if prof == "ideal" else "insitu"
         lab = prof if listed == compact else f"{prof} single-pass"
         lab = lab if graphed == graphs else f"{lab} graph"
         lab = lab if fast32 == tf32 else f"{lab} tf32"
+        lab = lab if laned == lanes else f"{lab} streams"
         try:
             s, done, text = ff_epoch((2000, 2000, 2000, 2000), prof, mode, args.ff_batches,
                                      max_seconds=args.ff_max_seconds, profile_steps=args.profile_steps, label=lab)
         except Exception as e:  # noqa: BLE001 - a failed variant must not lose the others' figures
             print(f"FF epoch {lab} failed: {type(e).__name__}: {e}", flush=True)
             out["ff"].append({"profile": prof, "mode": mode, "compact": listed, "graph": graphed, "tf32": fast32,
-                              "error": f"{type(e).__name__}: {e}"})
+                              "streams": laned, "error": f"{type(e).__name__}: {e}"})
             save(out, args.json)
             continue
         out["ff"].append({"layers": [2000] * 4, "batch": 100, "profile": prof, "mode": mode, "compact": listed,
-                          "graph": graphed, "tf32": fast32, **GRAPH_STATS.pop("last", {}),
+                          "graph": graphed, "tf32": fast32, "streams": laned, **GRAPH_STATS.pop("last", {}),
                           "batches_timed": done, "seconds_per_epoch": s, **({"cprofile": text} if text else {}),
                           **({"kernel_times": KERNEL_TIMES[lab]} if lab in KERNEL_TIMES else {}),
                           **({"gpu_timeline": TIMELINE[lab]} if lab in TIMELINE else {})})
@@ -390,7 +399,7 @@ def main() -> int:
         print(f"FF 784-2000x4, batch 100, {lab} {mode}: {s:.2f} s/epoch ({done} mini-batches timed, scaled to 600; "
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
         save(out, args.json)
-    kernels.COMPACT, graph.ENABLED, blas.TF32 = compact, graphs, tf32
+    kernels.COMPACT, graph.ENABLED, blas.TF32, streams.ENABLED = compact, graphs, tf32, lanes
     out["fast_launch_stats"] = kernels.fast_launch_stats()
     print("fast launch:", out["fast_launch_stats"])
     save(out, args.json)

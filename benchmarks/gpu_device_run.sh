@@ -9,7 +9,8 @@
 #      traces timeline_PROFILE.json); and the GPU time of each numba-cuda kernel of one mini-batch, replayed
 #      behind a sleeping kernel); pcm once more with the sparse updates in one pass (--ff-single-pass);
 #      each FF epoch again with the step captured in a CUDA graph and replayed (--ff-graph), and pcm with
-#      graphs and its noise and coincidence products on TF32 tensor cores (--ff-tf32);
+#      graphs and its noise and coincidence products on TF32 tensor cores (--ff-tf32), and pcm with both and
+#      the layers' updates on streams of their own (--ff-streams);
 #   3. the 4x2000 / 60-epoch reproduction on `ideal` (the settings of experiments/ff_mnist.sh ideal-4x2000) on
 #      the GPU backend, in the background, while tests/test_gpu_backend.py runs (its real-GPU tests; CPU-heavy,
 #      little GPU work) in the foreground; the run is stopped at the time budget if it has not finished.
@@ -85,7 +86,7 @@ cat "$OUTD/device.log"
 
 echo "== bench ($(left) s left)"
 timeout 360 $PY benchmarks/bench_gpu.py --profile pcm --profile ecram --profile ideal --repeats 40 \
-  --ff pcm --ff ideal --ff-single-pass --ff-graph --ff-tf32 --ff-max-seconds 15 --profile-steps "${PROFILE_STEPS:-20}" \
+  --ff pcm --ff ideal --ff-single-pass --ff-graph --ff-tf32 --ff-streams --ff-max-seconds 15 --profile-steps "${PROFILE_STEPS:-20}" \
   --kernel-times \
   --gpu-timeline "$OUTD" --json "$OUTD/bench_gpu.json" 2>&1 \
   | tee -a "$OUTD/device.log"

@@ -279,6 +279,46 @@ def test_real_gpu_graph_replays_equal_the_direct_steps(fresh, profile):
     assert ops[1]["dac_conversions"] == ops[0]["dac_conversions"] and ops[1]["update_slots"] == ops[0]["update_slots"]
 
 
+@pytest.mark.parametrize("graphed", [False, True])
+def test_real_gpu_layer_lanes_equal_one_stream(fresh, graphed):
+    """The layers' updates on streams of their own (``ffsim.gpu.streams``), directly and inside a CUDA graph,
+    against one stream, on one GPU, same seeds: the statistics and states agree (to the rounding of the
+    per-row sums that atomics add in another order); the tests in ``tests/gpu_sim/test_streams.py`` check
+    the fork and join on emulated streams."""
+    bk = _real_gpu()
+    if bk is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    from ffsim.ff import FFConfig
+    from ffsim.ff.trainer import build_model
+    from ffsim.gpu import graph, streams
+
+    fresh.setenv(ENV_VAR, "gpu")
+    cfg = FFConfig(layers=(300, 300, 300), epochs=1, batch_size=50, profile="pcm", mode="insitu", seed=3)
+    models = [build_model(cfg, 784, 10) for _ in range(2)]
+    runner = graph.runner_for(models[1], models[1]._device_step, capturer=graph.CupyCapturer()) if graphed else None
+    rng = np.random.default_rng(0)
+    x = bk.asarray(rng.random((250, 784)).astype(np.float32))
+    y = rng.integers(0, 10, 250)
+    rngs = [np.random.default_rng(1), np.random.default_rng(1)]
+    made = len(streams._local.__dict__.get("streams", {}).get(0, []))
+    for s in range(5):
+        sl = slice(s * 50, (s + 1) * 50)
+        st = []
+        for k, (m, r) in enumerate(zip(models, rngs, strict=True)):
+            fresh.setattr(streams, "ENABLED", k == 1)
+            st.append(m.train_step(x[sl], y[sl], r, 1.0))
+        np.testing.assert_allclose(st[1]["goodness_pos"], st[0]["goodness_pos"], rtol=1e-4)
+        np.testing.assert_array_equal(st[1]["negative_labels"], st[0]["negative_labels"])
+    assert len(streams._local.__dict__["streams"][bk.xp.cuda.Device().id]) >= max(made, 3)
+    if graphed:
+        assert (runner.captures, runner.replays) == (1, 4)
+    a, b = (m.state() for m in models)
+    for k in a:
+        np.testing.assert_allclose(bk.to_host(b[k]), bk.to_host(a[k]), rtol=1e-4, atol=1e-5, err_msg=k)
+    ops = [m.ops().as_dict() for m in models]
+    assert ops[1]["update_slots"] == ops[0]["update_slots"]
+
+
 def _ptx_signatures():
     from numba import types
 

@@ -82,6 +82,19 @@ class _PulsePlan:
     counts: object = None  # planned on the device: its pulses and the trains' slots, counted there (2 elements)
 
 
+def _on_lanes(pulsed: list[_PulsePlan]) -> bool:
+    """Whether the pulsed updates go on streams of their own (:mod:`ffsim.gpu.streams`): two or more, distinct
+    chips, all on one GPU backend."""
+    if len(pulsed) < 2 or pulsed[0].chip._cpu:
+        return False
+    bk = pulsed[0].chip._bk
+    if any(p.chip._bk is not bk for p in pulsed) or len({id(p.chip) for p in pulsed}) < len(pulsed):
+        return False
+    from ffsim.gpu import streams
+
+    return streams.wanted(bk, len(pulsed))
+
+
 def _move_together(plans: list[_PulsePlan], name: str, to_host: bool) -> None:
     """Replace each plan's array ``name`` by its copy on the host (``to_host``) or on the device: one
     transfer per GPU backend for all the plans."""
@@ -762,6 +775,19 @@ class Crossbar:
             if float(bk.to_host(flag)[0]):
                 raise NonFiniteInput("pulse_update: x or d contains NaN or inf")
         _move_together(on_host, "coef", to_host=False)
+        # independent chips: on the GPU each on a stream of its own where enabled (ffsim.gpu.streams), so
+        # that their updates' longest pulse trains overlap; ``plans`` keeps every input alive until the join
+        if _on_lanes(pulsed):
+            from ffsim.gpu import streams
+
+            with streams.lanes(len(pulsed)) as lane:
+                for k, p in enumerate(pulsed):
+                    with lane(k):
+                        p.chip._pulse_apply(p)
+            for p in plans:
+                if p.kind != "pulse":
+                    p.chip._pulse_apply(p)
+            return
         for p in plans:
             p.chip._pulse_apply(p)
 
