@@ -6,6 +6,9 @@ long as that cell).  Each update's expected coincidences ``Etot`` give the expec
 ``mean(1 - exp(-Etot))``; the pulses are the update's device pulses.
 
     python benchmarks/update_density.py --profile pcm --batches 4
+
+The last line compares the layers' longest pulse chains one after the other (one stream) and side by side
+(each layer's update on a stream of its own, ``FFSIM_GPU_STREAMS=1``).
 """
 
 # ruff: noqa: E402, I001, F401
@@ -53,11 +56,18 @@ def main() -> None:
     print("| mini-batch | layer | cells | pulsed cells (expected share) | device pulses | pulses per pulsed cell | "
           "max expected pulses in a cell |")
     print("|---:|---:|---|---:|---:|---:|---:|")
+    chains = []  # per mini-batch: (Σ over layers of the layer's largest expected count, the largest of all)
     for b in range(args.batches):
         rows.clear()
         model.train_step(x[b * B:(b + 1) * B], y[b * B:(b + 1) * B], rng, 1.0)
         for k, (shape, share, n, per, mx) in enumerate(rows):
             print(f"| {b + 1} | {k + 1} | {shape[0]}×{shape[1]} | {100 * share:.2f} % | {n} | {per:.2f} | {mx:.1f} |")
+        chains.append((sum(r[4] for r in rows), max((r[4] for r in rows), default=0.0)))
+    # A layer's update lasts as long as its longest chain of dependent pulses: on one stream the layers'
+    # longest chains add up, side by side (ffsim.gpu.streams) the step waits for the longest of all.
+    tot, top = sum(c[0] for c in chains), sum(c[1] for c in chains)
+    print(f"\nlongest pulse chains (expected counts), summed over the {len(chains)} mini-batches: layers one after "
+          f"the other {tot:.0f}, side by side {top:.0f} ({tot / max(top, 1e-300):.2f}x)")
 
 
 if __name__ == "__main__":
