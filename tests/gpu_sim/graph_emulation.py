@@ -5,9 +5,10 @@ every array operation while a capture is on, and ``EmulatedCapturer`` records th
 Replaying a capture runs the same operations on the same arrays with the same arguments -- what a CUDA
 graph does: a captured operation keeps its pointers and scalars, and only the contents of the arrays it
 reads may have changed.  As in a real capture, a transfer between host and device, or a scalar read, fails
-while a capture is on.  The recorded operations do run during the capture here (a real capture runs
-nothing): the capturer saves the model's arrays before and restores them after, so the capture leaves no
-trace but the recording.
+while a capture is on; so does an operation whose result's size depends on the data (a boolean mask's
+gather, ``nonzero``: CuPy reads the size back).  The recorded operations do run during the capture here
+(a real capture runs nothing): the capturer saves the model's arrays before and restores them after, so
+the capture leaves no trace but the recording.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def _replay(entry) -> None:
         np.copyto(_raw(result), r)
 
 
+_SIZED_BY_DATA = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
+
+
+def _sized_by_data(name: str, args: tuple) -> bool:
+    """An operation whose result's shape depends on array values: CuPy synchronizes to size it (a boolean
+    mask's gather, ``nonzero`` and kin, one-argument ``where``), which a stream capture refuses."""
+    if name in _SIZED_BY_DATA or (name == "where" and len(args) == 1):
+        return True
+    if name == "getitem (fancy)":
+        keys = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(isinstance(k, np.ndarray) and k.dtype == np.bool_ for k in keys)
+    return False
+
+
 class Rec(StandIn):
     """A 'device' array: its operations are recorded while a capture is on."""
 
@@ -50,6 +65,8 @@ class Rec(StandIn):
 
     @classmethod
     def _operate(cls, name, fn, args, kwargs, result=True):
+        if _REC["on"] is not None and _sized_by_data(name, args):
+            raise CaptureViolation(f"{name}: its result's size depends on the data (CuPy reads it back)")
         r = super()._operate(name, fn, args, kwargs, result)
         if _REC["on"] is not None:
             _REC["on"].append(("op", fn, args, kwargs, r if result else None))

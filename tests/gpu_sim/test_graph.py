@@ -207,6 +207,20 @@ def test_a_transfer_inside_the_step_stops_the_capture(gpu_recording):
     assert runner.captures == 0
 
 
+def test_an_operation_sized_by_the_data_stops_the_capture(gpu_recording):
+    direct, replayed = _model("pcm", "insitu"), _model("pcm", "insitu")
+    body = replayed._device_step
+
+    def step(x, up, gain):
+        S = body(x, up, gain)
+        S[0][S[0] > 0]  # a boolean mask's gather: CuPy reads the count back to size it
+        return S
+    runner = graph.runner_for(replayed, step, capturer=EmulatedCapturer())
+    with pytest.warns(RuntimeWarning, match="size depends on the data"):
+        _run_both(direct, replayed, steps=3)
+    assert runner.captures == 0
+
+
 def test_graphs_stay_off_without_a_capture(monkeypatch, gpu_recording):
     monkeypatch.setattr(graph, "ENABLED", True)
     m = _model("ideal", "ideal")
