@@ -400,10 +400,26 @@ def main() -> int:
               "target for pcm in-situ <= 1.0 s on an H100)", flush=True)
         save(out, args.json)
     kernels.COMPACT, graph.ENABLED, blas.TF32, streams.ENABLED = compact, graphs, tf32, lanes
+    _summary(out["ff"])
     out["fast_launch_stats"] = kernels.fast_launch_stats()
     print("fast launch:", out["fast_launch_stats"])
     save(out, args.json)
     return 0
+
+
+def _summary(runs: list[dict]) -> None:
+    """The FF epochs side by side (what decides the GPU settings' defaults: BENCHMARKS.md)."""
+    if not runs:
+        return
+    print("\n| profile | sparse lists | graph | TF32 | streams | s/epoch | GPU busy ms/step | wall ms/step, profiled |")
+    print("|---|---|---|---|---|---:|---:|---:|")
+    for r in runs:
+        tl = r.get("gpu_timeline") or {}
+        busy = f"{tl['gpu_busy_ms_per_step']:.2f}" if "gpu_busy_ms_per_step" in tl else "-"
+        wall = f"{tl['wall_ms_per_step']:.2f}" if "wall_ms_per_step" in tl else "-"
+        secs = f"{r['seconds_per_epoch']:.2f}" if "seconds_per_epoch" in r else f"failed: {r.get('error', '?')[:60]}"
+        print(f"| {r['profile']} | {r['compact']} | {r['graph']} | {r['tf32']} | {r.get('streams', False)} | {secs} | "
+              f"{busy} | {wall} |", flush=True)
 
 
 if __name__ == "__main__":
