@@ -28,13 +28,12 @@ import ffsim  # noqa: F401
 import argparse
 import collections
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 
 from ffsim import backend
 from ffsim.backend import Backend
-from ffsim.gpu.standin import StandIn
+from ffsim.gpu.standin import Namespace, StandIn
 from ffsim.gpu.standin import raw as _raw
 
 COUNTS: collections.Counter = collections.Counter()
@@ -64,9 +63,6 @@ class Dev(StandIn):
         return f(self.view(np.ndarray))
 
 
-_dev = Dev._wrap
-
-
 def _caller() -> str:
     """file:line of the ffsim code that asked (outside this file and ffsim/backend.py)."""
     import traceback
@@ -77,18 +73,8 @@ def _caller() -> str:
     return "?"
 
 
-class _XP(SimpleNamespace):
+class _XP(Namespace):
     ndarray = Dev
-
-    def __getattr__(self, name):
-        f = getattr(np, name)
-        if not callable(f) or isinstance(f, type):
-            return f
-
-        def g(*args, **kwargs):
-            _op(f"{name}")
-            return _dev(f(*_raw(list(args)), **{k: _raw(v) for k, v in kwargs.items()}))
-        return g
 
     @staticmethod
     def asarray(a, dtype=None):

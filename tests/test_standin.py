@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffsim.gpu.standin import StandIn, is_fancy, raw
+from ffsim.gpu.standin import Namespace, StandIn, is_fancy, raw
 
 
 class Seen(StandIn):
@@ -47,3 +47,16 @@ def test_raw_and_fancy_keys():
     r = raw({"x": [a, (a, 1)]})
     assert type(r["x"][0]) is np.ndarray and type(r["x"][1][0]) is np.ndarray and r["x"][1][1] == 1
     assert is_fancy(np.array([0])) and is_fancy((slice(None), [1, 2])) and not is_fancy((0, slice(1, 2)))
+
+
+def test_a_namespace_makes_numpy_functions_operations_of_its_array_class():
+    class XP(Namespace):
+        ndarray = Seen
+
+    xp = XP()
+    Seen.log.clear()
+    z = xp.zeros((2, 3), dtype=np.float32)
+    w = xp.where(z > 0, z, 1.0)
+    assert [n for n, _ in Seen.log] == ["zeros", "greater", "where"]
+    assert type(z) is Seen and type(w) is Seen and raw(w).sum() == 6.0
+    assert xp.float32 is np.float32 and xp.pi == np.pi and xp.ndarray is Seen  # types and constants as they are

@@ -16,9 +16,11 @@ CuPy, an operation's result is a device array, reductions to one value included 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-__all__ = ["StandIn", "is_fancy", "raw"]
+__all__ = ["Namespace", "StandIn", "is_fancy", "raw"]
 
 
 def raw(a):
@@ -104,3 +106,21 @@ class StandIn(np.ndarray):
 
     def item(self, *a):
         return self._scalar(lambda v: v.item(*a))
+
+
+class Namespace(SimpleNamespace):
+    """An ``xp`` for a stand-in: numpy's functions as operations of the subclass's ``ndarray`` (a
+    :class:`StandIn` class): ``xp.f(*args)`` is ``ndarray._operate("f", numpy.f, args, kwargs)``; numpy's
+    types and constants as they are.  Subclasses add ``asarray`` and ``asnumpy`` (the transfers)."""
+
+    ndarray: type = StandIn
+
+    def __getattr__(self, name):
+        f = getattr(np, name)
+        if not callable(f) or isinstance(f, type):
+            return f
+        cls = self.ndarray
+
+        def g(*args, **kwargs):
+            return cls._operate(name, f, args, kwargs)
+        return g

@@ -14,13 +14,12 @@ the capture leaves no trace but the recording.
 from __future__ import annotations
 
 import contextlib
-from types import SimpleNamespace
 
 import numpy as np
 
 from ffsim.backend import Backend
 from ffsim.gpu import kernels
-from ffsim.gpu.standin import StandIn
+from ffsim.gpu.standin import Namespace, StandIn
 from ffsim.gpu.standin import raw as _raw
 
 _REC: dict = {"on": None}  # the list being recorded, or None
@@ -78,17 +77,8 @@ class Rec(StandIn):
         return f(self.view(np.ndarray))
 
 
-class XP(SimpleNamespace):
+class XP(Namespace):
     ndarray = Rec
-
-    def __getattr__(self, name):
-        f = getattr(np, name)
-        if not callable(f) or isinstance(f, type):
-            return f
-
-        def g(*args, **kwargs):
-            return Rec._operate(name, f, args, kwargs)
-        return g
 
     @staticmethod
     def asarray(a, dtype=None):

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ffsim.backend import Backend
-from ffsim.gpu.standin import StandIn, raw
+from ffsim.gpu.standin import Namespace, StandIn, raw
 
 __all__ = ["EMU", "TRACKED", "Emulation", "Race", "Tracked", "track_launches"]
 
@@ -195,17 +195,8 @@ class Tracked(StandIn):
         return f(self.view(np.ndarray))
 
 
-class _XP(SimpleNamespace):
+class _XP(Namespace):
     ndarray = Tracked
-
-    def __getattr__(self, name):
-        f = getattr(np, name)
-        if not callable(f) or isinstance(f, type):
-            return f
-
-        def g(*args, **kwargs):
-            return Tracked._operate(name, f, args, kwargs)
-        return g
 
     @staticmethod
     def asarray(a, dtype=None):
