@@ -33,7 +33,7 @@ import numpy as np
 
 from ffsim import backend
 from ffsim.backend import Backend
-from ffsim.gpu.standin import Namespace, StandIn
+from ffsim.gpu.standin import Namespace, StandIn, hooked_launches
 from ffsim.gpu.standin import raw as _raw
 
 COUNTS: collections.Counter = collections.Counter()
@@ -109,12 +109,9 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
     env_before = os.environ.get(backend.ENV_VAR)
     os.environ[backend.ENV_VAR] = "gpu"
     launches: collections.Counter = collections.Counter()
-    real_launch = kernels._launch
 
-    def counting_launch(kernel, grid, block, *args):
+    def count_launch(launch, kernel, grid, block, args):
         launches[getattr(kernel, "__name__", None) or getattr(getattr(kernel, "py_func", None), "__name__", "?")] += 1
-        # the simulator runs a kernel thread by thread in Python: give it the raw arrays, not counted ones
-        return real_launch(kernel, grid, block, *(_raw(a) for a in args))
 
     real_read = kernels._Counter.read
 
@@ -123,25 +120,24 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
         COUNTS[f"download at {_caller()}"] += 1
         return real_read(self)
 
-    kernels._launch = counting_launch
     kernels._Counter.read = counting_read
     try:
-        cfg = FFConfig(model=model, layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile,
-                       mode=mode, seed=0, profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
-        net = build_model(cfg, 36, 10)
-        rng = np.random.default_rng(0)
-        x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
-        y = np.arange(batch * (steps + 1)) % 10
-        # moved once where the model takes device images, as ffsim train does (the unsupervised network draws
-        # its hybrids on the host: its images stay there)
-        xd = COUNTING.asarray(x) if net.device_batches else x
-        net.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
-        COUNTS.clear()
-        launches.clear()
-        for s in range(1, steps + 1):
-            net.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
+        with hooked_launches(count_launch):
+            cfg = FFConfig(model=model, layers=(width,) * n_layers, epochs=1, batch_size=batch, profile=profile,
+                           mode=mode, seed=0, profile_overrides={"tile": {"rows": tile_rows}} if tile_rows else {})
+            net = build_model(cfg, 36, 10)
+            rng = np.random.default_rng(0)
+            x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
+            y = np.arange(batch * (steps + 1)) % 10
+            # moved once where the model takes device images, as ffsim train does (the unsupervised network draws
+            # its hybrids on the host: its images stay there)
+            xd = COUNTING.asarray(x) if net.device_batches else x
+            net.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
+            COUNTS.clear()
+            launches.clear()
+            for s in range(1, steps + 1):
+                net.train_step(xd[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], rng, 1.0)
     finally:
-        kernels._launch = real_launch
         kernels._Counter.read = real_read
         backend._cache.pop("gpu", None)
         if env_before is None:  # the process's default backend as it was

@@ -16,11 +16,12 @@ CuPy, an operation's result is a device array, reductions to one value included 
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["Namespace", "StandIn", "is_fancy", "raw"]
+__all__ = ["Namespace", "StandIn", "hooked_launches", "is_fancy", "raw"]
 
 
 def raw(a):
@@ -124,3 +125,24 @@ class Namespace(SimpleNamespace):
         def g(*args, **kwargs):
             return cls._operate(name, f, args, kwargs)
         return g
+
+
+@contextlib.contextmanager
+def hooked_launches(hook):
+    """Route ``ffsim.gpu.kernels._launch`` (every numba-cuda launch) through ``hook(launch, kernel, grid, block,
+    args)`` first, ``launch`` being the real one and ``args`` as the caller gave them; the kernel then runs on
+    the plain arrays (the CUDA simulator indexes them element by element: a stand-in's indexing would be
+    seen as operations, and slow)."""
+    from ffsim.gpu import kernels
+
+    real = kernels._launch
+
+    def launch(kernel, grid, block, *args):
+        hook(real, kernel, grid, block, args)
+        return real(kernel, grid, block, *(raw(a) for a in args))
+
+    kernels._launch = launch
+    try:
+        yield
+    finally:
+        kernels._launch = real

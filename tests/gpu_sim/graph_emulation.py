@@ -18,8 +18,7 @@ import contextlib
 import numpy as np
 
 from ffsim.backend import Backend
-from ffsim.gpu import kernels
-from ffsim.gpu.standin import Namespace, StandIn
+from ffsim.gpu.standin import Namespace, StandIn, hooked_launches
 from ffsim.gpu.standin import raw as _raw
 
 _REC: dict = {"on": None}  # the list being recorded, or None
@@ -100,22 +99,13 @@ class XP(Namespace):
 RECORDING = Backend("gpu", XP(), simulated=True)
 
 
-@contextlib.contextmanager
 def recording_launches():
     """Route ``ffsim.gpu.kernels._launch`` through the recorder (raw arrays to the simulator)."""
-    real = kernels._launch
 
-    def launch(kernel, grid, block, *args):
-        args = tuple(_raw(a) for a in args)
+    def hook(launch, kernel, grid, block, args):
         if _REC["on"] is not None:
-            _REC["on"].append(("launch", real, kernel, grid, block, args))
-        return real(kernel, grid, block, *args)
-
-    kernels._launch = launch
-    try:
-        yield
-    finally:
-        kernels._launch = real
+            _REC["on"].append(("launch", launch, kernel, grid, block, tuple(_raw(a) for a in args)))
+    return hooked_launches(hook)
 
 
 class EmulatedCapturer:

@@ -15,13 +15,12 @@ ordered after them raises :class:`Race`.
 
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
 
 import numpy as np
 
 from ffsim.backend import Backend
-from ffsim.gpu.standin import Namespace, StandIn, raw
+from ffsim.gpu.standin import Namespace, StandIn, hooked_launches, raw
 
 __all__ = ["EMU", "TRACKED", "Emulation", "Race", "Tracked", "track_launches"]
 
@@ -221,22 +220,12 @@ class _XP(Namespace):
 TRACKED = Backend("gpu", _XP(), simulated=True)
 
 
-@contextlib.contextmanager
 def track_launches():
     """Every kernel launch reads and writes each array it is given, on the current stream."""
-    from ffsim.gpu import kernels
 
-    real = kernels._launch
-
-    def launch(kernel, grid, block, *args):
+    def hook(launch, kernel, grid, block, args):
         emu = EMU()
         if emu is not None:
             arrs = _arrays(args)
             emu.access(arrs, arrs)
-        return real(kernel, grid, block, *(raw(a) for a in args))  # (the simulator indexes plain arrays)
-
-    kernels._launch = launch
-    try:
-        yield
-    finally:
-        kernels._launch = real
+    return hooked_launches(hook)
