@@ -84,6 +84,7 @@ class Emulation:
         self.current = [self.null]
         self.made: list[_Stream] = []
         self.Event = _Event
+        self.meta: dict[int, tuple[np.ndarray, dict]] = {}  # per owning array: its last write, the reads since
 
     def Stream(self, non_blocking: bool = False):  # noqa: N802 - cupy.cuda.Stream
         s = _Stream(self, f"s{len(self.made) + 1}")
@@ -103,24 +104,26 @@ class Emulation:
         s = self.current[-1]
         stamp = s.tick()
         for a in reads:
-            m = _meta(a)
-            if m is not None and m["w"] is not None and not s.sees(m["w"]):
+            m = self._meta(a)
+            if m["w"] is not None and not s.sees(m["w"]):
                 raise Race(f"read on {s.name} of an array written on {m['w'][0]} (op {m['w'][1]}) unordered")
         for a in writes:
-            m = _meta(a)
-            if m is None:
-                continue
+            m = self._meta(a)
             for prev in ([m["w"]] if m["w"] is not None else []) + m["r"]:
                 if not s.sees(prev):
                     raise Race(f"write on {s.name} over an access on {prev[0]} (op {prev[1]}) unordered")
         for a in reads:
-            m = _meta(a)
-            if m is not None:
-                m["r"].append(stamp)
+            self._meta(a)["r"].append(stamp)
         for a in writes:
-            m = _meta(a)
-            if m is not None:
-                m["w"], m["r"] = stamp, []
+            m = self._meta(a)
+            m["w"], m["r"] = stamp, []
+
+    def _meta(self, a) -> dict:
+        o = _owner(a)
+        e = self.meta.get(id(o))
+        if e is None or e[0] is not o:
+            e = self.meta[id(o)] = (o, {"w": None, "r": []})  # (the owner kept: its id stays its own)
+        return e[1]
 
     def host_read(self, a) -> None:
         """The host reads ``a`` (CuPy copies on the current stream and waits for it)."""
@@ -135,23 +138,10 @@ def EMU() -> Emulation | None:  # noqa: N802
     return EMU_BOX[-1] if EMU_BOX else None
 
 
-_META: dict[int, tuple[np.ndarray, dict]] = {}
-
-
 def _owner(a: np.ndarray) -> np.ndarray:
     while isinstance(a.base, np.ndarray):
         a = a.base
     return a
-
-
-def _meta(a) -> dict | None:
-    if not isinstance(a, Tracked):
-        return None
-    o = _owner(a)
-    e = _META.get(id(o))
-    if e is None or e[0] is not o:
-        e = _META[id(o)] = (o, {"w": None, "r": []})
-    return e[1]
 
 
 def _arrays(objs) -> list:
