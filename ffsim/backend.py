@@ -127,10 +127,15 @@ def set_default_backend(name: str) -> None:
 def backend_record(used: Backend | None, engine: Backend | None = None) -> dict[str, Any]:
     """What a run records: where its weights ran (chips, or the float weights of ``ideal`` mode: ``'cpu'``
     or ``'gpu'``, simulated or not; ``used`` None means the CPU), where its engine (the FF/BP arithmetic
-    between weight operations: ``engine``, None meaning numpy on the host) ran, and what was asked for."""
-    b = used or _cpu()
-    return {"weights": b.name, "simulated": b.simulated, "engine": (engine or _cpu()).name,
-            "requested": requested_backend()}
+    between weight operations: ``engine``, None meaning numpy on the host) ran, and what was asked for; on
+    the GPU also the settings in force (:func:`ffsim.gpu.settings`: ``FFSIM_GPU_TF32`` changes results)."""
+    b, e = used or _cpu(), engine or _cpu()
+    rec = {"weights": b.name, "simulated": b.simulated, "engine": e.name, "requested": requested_backend()}
+    if b.is_gpu or e.is_gpu:
+        from ffsim.gpu import settings
+
+        rec["gpu_settings"] = settings()
+    return rec
 
 
 def _probe_kernel(a):  # compiled by _probe_gpu

@@ -8,3 +8,13 @@ CPU helpers' bodies as device functions (the physics is written once).  :mod:`ff
 numpy stand-in for CuPy's arrays, for checking the GPU backend's host code without a GPU (counts, emulated
 graphs, host/device discipline).
 """
+
+
+def settings() -> dict:
+    """The GPU backend's settings in force (the ``FFSIM_GPU_*`` environment variables, or the modules' flags
+    as a benchmark set them): what a run records.  ``tf32`` changes results (the read-noise variance and the
+    expected coincidences from inputs with 10 mantissa bits); the others change speed only."""
+    from ffsim.gpu import blas, graph, kernels, streams
+
+    return {"tf32": blas.TF32, "direct_blas": blas.ENABLED, "graph": graph.ENABLED, "compact": kernels.COMPACT,
+            "streams": streams.ENABLED, "fast_launch": kernels.FAST_LAUNCH}

@@ -152,7 +152,10 @@ def test_training_run_on_the_device_equals_the_cpu_run(strict_gpu, tmp_path, mod
     for name in ("cpu", "gpu"):
         strict_gpu.setenv(ENV_VAR, name)
         res[name] = train(cfg, tmp_path / name, dataset=data, progress=False, log=lambda m: None)
-    assert res["gpu"]["backend"] == {"weights": "gpu", "simulated": True, "engine": "gpu", "requested": "gpu"}
+    from ffsim.gpu import settings
+
+    assert res["gpu"]["backend"] == {"weights": "gpu", "simulated": True, "engine": "gpu", "requested": "gpu",
+                                     "gpu_settings": settings()}
     assert res["cpu"]["backend"]["engine"] == "cpu"
     for a, b in zip(res["cpu"]["history"], res["gpu"]["history"], strict=True):
         for k, v in a.items():

@@ -41,7 +41,13 @@ def _train(out, backend, monkeypatch, profile):
 def test_train_on_gpu_simulator_equals_cpu(tmp_path, monkeypatch, profile):
     gpu = _train(tmp_path / "gpu", "gpu", monkeypatch, profile)
     cpu = _train(tmp_path / "cpu", "cpu", monkeypatch, profile)
-    assert gpu["backend"] == {"weights": "gpu", "simulated": True, "engine": "gpu", "requested": "gpu"}
+    from ffsim.gpu import blas, settings
+
+    rec = settings()  # the settings in force, TF32 (which changes results) among them
+    assert set(rec) == {"tf32", "direct_blas", "graph", "compact", "streams", "fast_launch"}
+    assert rec["tf32"] is blas.TF32
+    assert gpu["backend"] == {"weights": "gpu", "simulated": True, "engine": "gpu", "requested": "gpu",
+                              "gpu_settings": rec}
     assert cpu["backend"] == {"weights": "cpu", "simulated": False, "engine": "cpu", "requested": "cpu"}
     assert gpu["seeds"] == cpu["seeds"] and gpu["profile_hash"] == cpu["profile_hash"]
 
