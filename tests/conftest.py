@@ -1,6 +1,9 @@
 """Test-suite settings shared by every test module, and the CUDA-simulator run started beside the suite."""
 
+# ruff: noqa: I001
 from __future__ import annotations
+
+import ffsim  # noqa: F401  (first, before anything imports numpy: see ffsim/_runtime.py)
 
 import os
 import shutil

@@ -6,12 +6,13 @@ so the arrays are tiny.  Its numpy-scalar arithmetic wraps uint64 products with 
 the hash functions rely on the wrap-around, so the warning is silenced here.
 """
 
+# ruff: noqa: I001
+import ffsim  # noqa: F401  (first: before numba, which imports numpy; see ffsim/_runtime.py)
+
 import warnings
 
 import numba
 import pytest
-
-import ffsim  # noqa: F401  (before numpy)
 
 if not numba.config.ENABLE_CUDASIM:
     collect_ignore_glob = ["test_*.py"]
