@@ -21,6 +21,10 @@ Memory: CuPy's pool is stream-aware (a block freed by a lane is handed out again
 its order), so a lane's temporaries are safe; what a lane reads that was made before the fork must stay
 referenced until the join (:meth:`ffsim.crossbar.Crossbar.pulse_updates` holds its plans until then).
 
+Shared counters: the per-site device counters of ``ffsim.gpu.kernels`` (``_Counter``: exact updates, refreshes
+with IR drop) serve every chip.  On lanes they stay correct because each such count is read back (a wait on
+that lane's stream) before the host issues the next lane's work, so no two lanes add to one at once.
+
 Without a GPU, ``tests/gpu_sim/test_streams.py`` runs the lanes on an emulation of CUDA streams and events
 that checks every operation's arrays against a happens-before order (vector clocks): a read of an array
 whose last write is not ordered before it, or a write over an unordered read, raises.
