@@ -38,7 +38,8 @@ A failed check restores the generators, attributes and counters, so the step the
 would have.  Memory: the graph's temporaries come from a private CuPy pool, held for the runner's life;
 one graph is kept (a new gain, as the learning-rate schedule decays, is captured again).
 ``tests/gpu_sim/test_graph.py`` runs the runner with an emulated capture (operations recorded and
-replayed on the CUDA simulator) and checks that its steps equal the steps without a graph, bit for bit.
+replayed on the CUDA simulator) and checks that its steps equal the steps without a graph, bit for bit
+(the per-row sums that float atomics add in the simulator's thread order, to 1e-12).
 """
 
 from __future__ import annotations
