@@ -11,15 +11,26 @@ the NVVM wheel, which the project does not depend on:
 
     python -m venv /tmp/vc && /tmp/vc/bin/pip install "numpy<2.4" "numba==0.68.1" "numba-cuda[cu12]" scipy
     /tmp/vc/bin/pip install --no-deps -e .
-    /tmp/vc/bin/python benchmarks/gpu_ptx_check.py [--cc 9.0]
+    /tmp/vc/bin/python benchmarks/gpu_ptx_check.py [--cc 9.0] [--cache]
 
 Exit status 1 when a kernel fails to compile (its error is printed).
+
+``--cache`` checks the kernels' disk cache (``ffsim.gpu.twin.jit_kernel``) instead: the same calls compile
+through numba-cuda's dispatchers (typing, lowering, NVVM to PTX; the driver's link to a cubin is left out)
+in two processes that share a fresh cache folder.  The first must compile and save every signature, the
+second must load every one from the cache and compile none (exit status 1 otherwise); the time each took
+is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0, H100/H200)")
+    ap.add_argument("--cache", action="store_true", help="check the kernels' disk cache (two processes)")
+    ap.add_argument("--cache-pass", action="store_true", help=argparse.SUPPRESS)  # (one of those processes)
     args = ap.parse_args()
+    if args.cache:
+        return cache_check(args.cc)
+    t0 = time.perf_counter()
     cc = tuple(int(v) for v in args.cc.split("."))
     if cuda.is_available() or numba.config.ENABLE_CUDASIM:
         print("note: a GPU or the simulator is present; this check is meant for machines without one")
@@ -42,6 +58,11 @@ def main() -> int:
     import numba.cuda.dispatcher as dispatcher
 
     dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
+    if args.cache_pass:  # the dispatchers' compile asks the context; binding (the driver's link) is left out
+        from numba.cuda.cudadrv import devices
+
+        devices.get_context = lambda devnum=0: SimpleNamespace(device=SimpleNamespace(compute_capability=cc))
+        dispatcher._Kernel.bind = lambda self: self._codelibrary.get_asm_str()  # (its PTX, to be cached)
     cuda.device_array = lambda shape, dtype: np.zeros(shape, dtype=dtype)
     cuda.to_device = lambda a: np.array(a)
 
@@ -52,6 +73,7 @@ def main() -> int:
 
     compiled: dict[tuple[str, str], int] = {}
     failed: dict[tuple[str, str], str] = {}
+    spent = [0.0]  # seconds in the GPU compilations (or cache loads)
 
     def compile_instead_of_launch(kernel, grid, block, *kargs) -> None:
         sig = tuple(numba.typeof(a) for a in kargs)
@@ -59,8 +81,13 @@ def main() -> int:
         if key in compiled or key in failed:
             return
         try:
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            compiled[key] = len(ptx)
+            if args.cache_pass:
+                t = time.perf_counter()
+                compiled[key] = len(kernel.compile(sig)._codelibrary.get_asm_str())
+                spent[0] += time.perf_counter() - t
+            else:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+                compiled[key] = len(ptx)
         except Exception as e:  # report every failure, not only the first
             failed[key] = f"{type(e).__name__}: {e}"
 
@@ -120,6 +147,17 @@ def main() -> int:
             model.train_step(x[:6], y[:6], r, 1.0, head_targets=r.dirichlet(np.ones(10), 6),
                              negative_probs=r.dirichlet(np.ones(10), 6), head_temperature=2.0)
         model.evaluate(x, y, batch=6)
+    if args.cache_pass:
+        import ffsim.gpu.ff_kernels as fk
+
+        ks = [k for m in (gk, fk) for k in vars(m).values()
+              if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
+        print(json.dumps({"signatures": len(compiled), "failed": len(failed), "errors": list(failed.values())[:3],
+                          "hits": sum(sum(k._cache_hits.values()) for k in ks),
+                          "misses": sum(sum(k._cache_misses.values()) for k in ks),
+                          "cached": sum(type(k._cache).__name__ == "CUDACache" for k in ks), "kernels": len(ks),
+                          "gpu_compile_s": spent[0], "seconds": time.perf_counter() - t0}))
+        return 1 if failed else 0
     for (name, _), size in sorted(compiled.items()):
         print(f"ok    {name:16s} PTX {size:7d} chars")
     for (name, sig), err in failed.items():
@@ -127,6 +165,33 @@ def main() -> int:
     names = {n for n, _ in compiled} | {n for n, _ in failed}
     print(f"{len(names)} kernels, {len(compiled)} signatures compiled for sm_{cc[0]}{cc[1]}, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def cache_check(cc: str) -> int:
+    """Two processes (``--cache-pass``) with one fresh ``NUMBA_CACHE_DIR``: the first compiles and saves, the
+    second loads every signature."""
+    with tempfile.TemporaryDirectory(prefix="ffsim-cuda-cache-") as d:
+        env = {**os.environ, "NUMBA_CACHE_DIR": d, "FFSIM_GPU_CACHE": "1"}
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+        runs = []
+        for k in (1, 2):
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, __file__, "--cc", cc, "--cache-pass"], env=env, capture_output=True,
+                               text=True, timeout=1200)
+            if r.returncode != 0:
+                print(r.stdout[-3000:], r.stderr[-3000:], sep="\n")
+                print(f"process {k} failed (exit status {r.returncode})")
+                return 1
+            runs.append({**json.loads(r.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - t})
+            print(f"process {k}: {runs[-1]}")
+    first, second = runs
+    ok = (first["cached"] == first["kernels"] and first["misses"] == first["signatures"] > 0 and first["hits"] == 0
+          and second["hits"] == first["signatures"] and second["misses"] == 0)
+    print(f"{first['kernels']} kernels with a disk cache; {first['signatures']} signatures compiled in "
+          f"{first['gpu_compile_s']:.1f} s, loaded in {second['gpu_compile_s']:.2f} s (whole processes, the CPU "
+          f"kernels' compilation and cache included: {first['process_s']:.1f} s, {second['process_s']:.1f} s): "
+          + ("ok" if ok else "FAIL: the second process did not load every signature from the cache"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

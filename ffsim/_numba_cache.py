@@ -11,6 +11,10 @@ source stamp the contents of every module of the package that the kernel's modul
 through other modules of the package (read from their ``import`` statements).  An edit to any of them
 makes the cached kernels of the importing modules stale, and Numba compiles them again; an edit elsewhere
 (the CLI, the trainer) leaves them cached.
+
+numba-cuda keeps its own copy of Numba's caching module, with its own list of locators: :func:`install_cuda`
+puts the same locator there for the GPU kernels' on-disk cache (``ffsim.gpu.twin.jit_kernel``), with numba-cuda's
+version added to the stamp (numba-cuda keys its index on Numba's version, not its own).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["install", "module_closure"]
+__all__ = ["install", "install_cuda", "module_closure"]
 
 _ROOTS: dict[str, Path] = {}  # package name -> package folder
 
@@ -91,16 +95,19 @@ def _closure_stamp(path: str) -> str:
     return h.hexdigest()
 
 
-def install(roots: dict[str, str | os.PathLike] | None = None) -> bool:
-    """Register the locator for the packages ``roots`` (name -> folder; default: ffsim itself).
+def install(roots: dict[str, str | os.PathLike] | None = None, caching=None, extra_stamp: str = "") -> bool:
+    """Register the locator for the packages ``roots`` (name -> folder; default: ffsim itself) in the caching
+    module ``caching`` (default: ``numba.core.caching``); ``extra_stamp``, where given, is added to every
+    stamp the locator makes there.
 
-    Returns False (and changes nothing) where this Numba has no ``numba.core.caching.CacheImpl`` (or
-    ``_CacheImpl``) with a list of locator classes: its own stamps then apply, as without this module.
+    Returns False (and changes nothing) where that module has no ``CacheImpl`` (or ``_CacheImpl``) with a
+    list of locator classes: its own stamps then apply, as without this module.
     """
-    try:
-        from numba.core import caching
-    except ImportError:
-        return False
+    if caching is None:
+        try:
+            from numba.core import caching
+        except ImportError:
+            return False
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)  # (its older name)
     classes = getattr(impl, "_locator_classes", None)
     if not isinstance(classes, list):
@@ -133,7 +140,8 @@ def install(roots: dict[str, str | os.PathLike] | None = None) -> bool:
                 closure = _closure_stamp(self._py_file)
             except (OSError, SyntaxError, ValueError):  # a module unreadable now: never match a cached entry
                 closure = "unread:" + os.urandom(8).hex()
-            return (self._inner.get_source_stamp(), closure)
+            stamp = (self._inner.get_source_stamp(), closure)
+            return (*stamp, extra_stamp) if extra_stamp else stamp
 
         @classmethod
         def from_function(cls, py_func, py_file):
@@ -149,3 +157,20 @@ def install(roots: dict[str, str | os.PathLike] | None = None) -> bool:
 
     classes.insert(0, ClosureStampLocator)
     return True
+
+
+def install_cuda() -> bool:
+    """:func:`install` for numba-cuda's caching module (``numba.cuda.core.caching``), its stamps with
+    numba-cuda's version; False where numba.cuda has no such module (Numba's own CUDA target, which caches
+    through ``numba.core.caching``: :func:`install` covers it)."""
+    try:
+        from numba.cuda.core import caching
+    except ImportError:
+        return False
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("numba-cuda")
+    except PackageNotFoundError:
+        v = "unknown"
+    return install(caching=caching, extra_stamp=f"numba-cuda {v}")

@@ -137,6 +137,54 @@ def test_real_gpu_chip_agrees_with_cpu_chip(name):
     np.testing.assert_allclose(rows[1], rows[0], rtol=1e-3, atol=1e-3 * float(np.abs(rows[0]).max()))
 
 
+_CACHED_RUN = """
+import json, sys
+import numpy as np
+import ffsim
+from ffsim import Crossbar
+from ffsim.backend import select_backend
+from ffsim.gpu import ff_kernels, kernels
+bk = select_backend("gpu")
+assert bk.is_gpu and not bk.simulated
+chip = Crossbar("pcm", 200, 120, fab_seed=1, rng=3, backend=bk)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((32, 200)).astype(np.float32)
+chip.program(rng.uniform(-0.5, 0.5, (200, 120)).astype(np.float32))
+chip.pulse_update(x, 0.1 * rng.standard_normal((32, 120)).astype(np.float32), lr=0.05)
+y = bk.to_host(chip.forward(x))
+ks = [k for m in (kernels, ff_kernels) for k in vars(m).values()
+      if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
+print(json.dumps({"y": y.tobytes().hex(), "g": bk.to_host(chip._g).tobytes().hex(),
+                  "hits": sum(sum(k._cache_hits.values()) for k in ks),
+                  "misses": sum(sum(k._cache_misses.values()) for k in ks),
+                  "cached": sum(type(k._cache).__name__ == "CUDACache" for k in ks), "kernels": len(ks)}))
+"""
+
+
+def test_real_gpu_kernels_load_from_the_disk_cache(tmp_path):
+    """The GPU kernels are compiled once per machine (``ffsim.gpu.twin.jit_kernel``): a second process with
+    the same cache folder loads every kernel it launches from the disk cache, compiles none, and computes
+    what the first computed with the kernels it compiled (same seeds, bit for bit)."""
+    if _real_gpu() is None:
+        pytest.skip("no CUDA GPU with CuPy and numba.cuda on this machine")
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "FFSIM_GPU_CACHE")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba")
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _CACHED_RUN], capture_output=True, text=True, env=env, cwd=ROOT,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "disk cache" not in r.stderr, r.stderr[-3000:]  # no warning of a failed setup, load or save
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["cached"] == first["kernels"] > 20
+    assert first["misses"] > 3 and first["hits"] == 0
+    assert second["misses"] == 0 and second["hits"] == first["misses"]
+    assert second["y"] == first["y"] and second["g"] == first["g"]
+
+
 @pytest.mark.parametrize("lr", [0.05, 0.002])
 def test_real_gpu_sparse_update_variants_agree(lr, monkeypatch):
     """On one GPU, the pulse update and the refresh with their cells listed first (``COMPACT``) and in one

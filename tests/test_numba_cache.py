@@ -67,3 +67,96 @@ def test_the_pulse_kernels_stamp_covers_the_device_physics_and_not_the_cli():
     locator = pulse.pulse_aggregate.dispatcher._cache._impl.locator
     assert type(locator).__name__ == "ClosureStampLocator"
     assert locator.get_cache_path() == str(PKG / "devices" / "__pycache__") or os.environ.get("NUMBA_CACHE_DIR")
+
+
+def test_install_into_another_caching_module_adds_its_stamp(tmp_path):
+    """numba-cuda keeps its own copy of Numba's caching module: the locator goes first in that module's list
+    too, and its stamps there carry the extra part (numba-cuda's version)."""
+    from types import SimpleNamespace
+
+    from ffsim._numba_cache import install
+
+    class Base:
+        pass
+
+    class Inner(Base):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return cls()
+
+        def get_source_stamp(self):
+            return "own"
+
+        def get_cache_path(self):
+            return str(tmp_path)
+
+    impl = type("CacheImpl", (), {"_locator_classes": [Inner]})
+    caching = SimpleNamespace(CacheImpl=impl, _CacheLocator=Base)
+    assert install(caching=caching, extra_stamp="numba-cuda 9.9")
+    assert install(caching=caching, extra_stamp="numba-cuda 9.9")  # once only
+    assert len(impl._locator_classes) == 2 and impl._locator_classes[1] is Inner
+    closure = impl._locator_classes[0]
+    loc = closure.from_function(pulse.pulse_aggregate.py_func, pulse.__file__)
+    stamp = loc.get_source_stamp()
+    assert stamp[0] == "own" and stamp[2] == "numba-cuda 9.9" and len(stamp) == 3
+    assert loc.get_cache_path() == str(tmp_path)
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("def f():\n    pass\n")
+    assert closure.from_function(None, str(outside)) is None  # not a registered package's file: Numba's own
+
+
+class _FakeCache:
+    def __init__(self, fail_load=False, fail_save=False):
+        self.saved, self.fail_load, self.fail_save = [], fail_load, fail_save
+
+    def load_overload(self, sig, ctx):
+        if self.fail_load:
+            raise EOFError("truncated entry")
+        return None
+
+    def save_overload(self, sig, data):
+        if self.fail_save:
+            raise RuntimeError("Cannot pickle CUDACodeLibrary with linking files")
+        self.saved.append(sig)
+
+
+class _FakeKernel:
+    def __init__(self, cache=None, fail_enable=False):
+        self.py_func, self._cache_made, self.fail_enable = _FakeKernel, cache, fail_enable
+
+    def enable_caching(self):
+        if self.fail_enable:
+            raise RuntimeError("cannot cache function 'k': no locator available")
+        self._cache = self._cache_made
+
+
+def test_gpu_disk_cache_failures_warn_once_and_compile_instead(monkeypatch):
+    """The GPU kernels' disk cache (ffsim.gpu.twin.disk_cache) only saves time: a cache that cannot be set up,
+    an entry that cannot be read or saved, each warns once (naming what failed) and the kernel compiles."""
+    import warnings
+
+    import pytest
+
+    from ffsim.gpu import twin
+
+    monkeypatch.setattr(twin, "_warned", set())
+    with pytest.warns(RuntimeWarning, match=r"disk cache: setting it up failed .*no locator available"):
+        assert twin.disk_cache(_FakeKernel(fail_enable=True)) is False
+
+    ok = _FakeKernel(_FakeCache())
+    assert twin.disk_cache(ok) is True
+    ok._cache.save_overload("sig", "data")
+    assert ok._cache.saved == ["sig"] and ok._cache.load_overload("sig", None) is None
+
+    bad = _FakeKernel(_FakeCache(fail_load=True, fail_save=True))
+    assert twin.disk_cache(bad) is True
+    with pytest.warns(RuntimeWarning, match=r"loading an entry failed .*EOFError: truncated entry"):
+        assert bad._cache.load_overload("sig", None) is None  # compiled instead
+    with pytest.warns(RuntimeWarning, match=r"saving an entry failed .*linking files"):
+        bad._cache.save_overload("sig", "data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per kind: no second warning
+        assert bad._cache.load_overload("sig", None) is None
+        bad._cache.fail_save = False
+        bad._cache.save_overload("sig", "data")  # that kernel saves no more after a failed save
+    assert bad._cache.saved == []

@@ -37,6 +37,7 @@ from ffsim.ff import kernels as cpu
 from ffsim.ff.kernels import LANES
 from ffsim.gpu import kernels as _gk
 from ffsim.gpu.kernels import _T1, _cupy_type, _g1
+from ffsim.gpu.twin import jit_kernel
 
 __all__ = ["act_rows", "bias_step", "embed_rows", "head_rows", "layer_rows", "negative_rows", "peer_update"]
 
@@ -93,7 +94,7 @@ def _lanes_grid(n_rows: int, lanes: int) -> tuple[tuple[int, int], tuple[int, in
     return (1, max(1, -(-n_rows // rows))), (lanes, rows)
 
 
-@cuda.jit
+@jit_kernel
 def _embed_lanes(X, lab, strength, n_classes, concat, P):
     lane, r = cuda.grid(2)
     if r >= P.shape[0]:
@@ -106,7 +107,7 @@ def _embed_lanes(X, lab, strength, n_classes, concat, P):
     P[r, lane] = acc
 
 
-@cuda.jit
+@jit_kernel
 def _embed_finish(X, lab, strength, n_classes, concat, rms, lanes, P, H):
     lane, r = cuda.grid(2)
     if r >= H.shape[0]:
@@ -129,7 +130,7 @@ def embed_rows(X, lab, strength, n_classes, concat, rms, H) -> None:
     _gk._launch(_embed_finish, grid, block, *args, bool(rms), lanes, P, H)
 
 
-@cuda.jit
+@jit_kernel
 def _act_lanes(Z, b, has_bias, relu, A, P):
     lane, i = cuda.grid(2)
     if i >= Z.shape[0]:
@@ -154,7 +155,7 @@ def _act_lanes(Z, b, has_bias, relu, A, P):
     P[i, lane] = acc
 
 
-@cuda.jit
+@jit_kernel
 def _act_finish(A, rms, lanes, P, SS, H):
     lane, i = cuda.grid(2)
     if i >= A.shape[0]:
@@ -196,7 +197,7 @@ def act_rows(Z, b, has_bias, relu, rms, A, SS, H) -> None:
     _gk._launch(_act_finish, grid, block, A, bool(rms), lanes, P, SS, H)
 
 
-@cuda.jit
+@jit_kernel
 def _vector_lanes(v, P):
     lane = cuda.grid(1)
     if lane < LANES and lane < v.shape[0]:  # (the builtin min does not compile for CUDA in numba 0.68)
@@ -206,7 +207,7 @@ def _vector_lanes(v, P):
         P[0, lane] = acc
 
 
-@cuda.jit
+@jit_kernel
 def _layer_rows(A, SS, kind, theta, temperature, positive, peer, peer_norm, mean_act, lanes, P, D, G_out, L_out):
     lane, i = cuda.grid(2)
     if i >= A.shape[0]:
@@ -265,7 +266,7 @@ def _scratch(like, n_rows: int):
     return np.empty((n_rows, LANES), dtype=np.float64)
 
 
-@cuda.jit
+@jit_kernel
 def _peer_update(A, mean_act, decay):
     j = cuda.grid(1)
     if j < A.shape[1]:
@@ -278,7 +279,7 @@ def peer_update(A, mean_act, decay) -> None:
     _gk._launch(_peer_update, _g1(A.shape[1]), (_T1,), A, mean_act, np.float32(decay))
 
 
-@cuda.jit
+@jit_kernel
 def _bias_step(D, b, b_grad, momentum, batch, lr):
     j = cuda.grid(1)
     if j < D.shape[1]:
@@ -291,7 +292,7 @@ def bias_step(D, b, b_grad, momentum, batch, lr) -> None:
     _gk._launch(_bias_step, _g1(D.shape[1]), (_T1,), D, b, b_grad, np.float32(momentum), int(batch), np.float32(lr))
 
 
-@cuda.jit
+@jit_kernel
 def _head_rows(logits, lab, targets, has_targets, inv_t, batch, P, E, wrong, nll):
     i = cuda.grid(1)
     if i < logits.shape[0]:
@@ -304,7 +305,7 @@ def head_rows(logits, lab, targets, has_targets, inv_t, batch, P, E, wrong, nll)
             int(batch), P, E, wrong, nll)
 
 
-@cuda.jit
+@jit_kernel
 def _negative_rows(probs, lab, u, redraw, neg):
     i = cuda.grid(1)
     if i < probs.shape[0]:

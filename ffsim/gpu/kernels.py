@@ -60,7 +60,7 @@ from ffsim.devices import pulse as _pulse_cpu
 from ffsim.devices import refresh as _refresh_cpu
 from ffsim.ff import weights as _ff_weights
 from ffsim.gpu.rng import mix64, normal32_from_word, normal_at, normal_box_muller32, poisson_at, uniform_at, word_at
-from ffsim.gpu.twin import device
+from ffsim.gpu.twin import device, jit_kernel
 
 __all__ = ["adc_accumulate", "column_sums", "dac_convert", "ir_loads", "namespace", "program_masked",
            "pulse_aggregate", "pulse_exact", "pulse_factors", "pulse_maxima", "rebuild_caches", "refresh_pairs",
@@ -600,7 +600,7 @@ def _dac_part(x, b, s, bits, want_sq, xq, xq2, start, step):
             xq2[b, i] = _dac_square(v)
 
 
-@cuda.jit
+@jit_kernel
 def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     # one block per row: its scale (the row's max |x| under noise management), then its conversion
     sh = cuda.shared.array(_TR, np.float32)
@@ -614,7 +614,7 @@ def _dac(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     _dac_part(x, b, s, bits, want_sq, xq, xq2, cuda.threadIdx.x, _TR)
 
 
-@cuda.jit
+@jit_kernel
 def _dac_rows(x, abs_max, bits, bound, want_sq, xq, xq2, scale):
     # the simulator's variant of _dac: a thread per row, its scale and then its conversion
     b = cuda.grid(1)
@@ -646,7 +646,7 @@ def _wire_conductance(sums, ref, dg, c0, g_min, i):
     return g
 
 
-@cuda.jit
+@jit_kernel
 def _charge(X2, sums, ref, dg, c0, g_min, out):
     # out[0] += Σ_i (Σ_b X2[b, i]) · G_i · 1e-6: a block's threads take _T2[0] inputs (x) and stride over the
     # rows (y); the column sums meet in shared memory, then one atomic per block
@@ -673,7 +673,7 @@ def _charge(X2, sums, ref, dg, c0, g_min, out):
         cuda.atomic.add(out, 0, acc)
 
 
-@cuda.jit
+@jit_kernel
 def _charge_serial(X2, sums, ref, dg, c0, g_min, out):
     # the simulator's variant of _charge (one thread)
     if cuda.grid(1) == 0:
@@ -699,7 +699,7 @@ def read_charge(X2, sums, ref, dg, c0, g_min, out) -> None:
         _launch(_charge_serial, (1,), (1,), *args)
 
 
-@cuda.jit
+@jit_kernel
 def _adc(Z, V, v_on, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, sigma_adc2, bits_on, bound, inv_lsb, lsb,
          nonlin_on, scale, key, keys, kslot, out):
     j, b = cuda.grid(2)
@@ -740,7 +740,7 @@ def adc_accumulate(Z, V, ZR, gain, off, kappa, tanh_kappa, coltile, noise_on, si
 # array caches
 
 
-@cuda.jit
+@jit_kernel
 def _ir_rows(g, col_tile, gmin_n, xscale, Lrow):
     c, i = cuda.grid(2)
     if i >= g.shape[1] or c >= Lrow.shape[2]:
@@ -749,7 +749,7 @@ def _ir_rows(g, col_tile, gmin_n, xscale, Lrow):
         Lrow[p, i, c] = _row_load(g, p, i, c, col_tile, gmin_n, xscale)
 
 
-@cuda.jit
+@jit_kernel
 def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
     t, j = cuda.grid(2)
     if j >= g.shape[2] or t >= Lcol.shape[2]:
@@ -758,7 +758,7 @@ def _ir_cols(g, row_tile, gmin_n, xscale, Lcol):
         Lcol[p, j, t] = _column_load(g[p], t, j, row_tile, gmin_n, xscale)
 
 
-@cuda.jit
+@jit_kernel
 def _ir_ref(ref, row_tile, gmin_n, xscale, Lref):
     c, t = cuda.grid(2)
     if t >= Lref.shape[0] or c >= Lref.shape[1]:
@@ -777,7 +777,7 @@ def ir_loads(g, ref, row_tile, col_tile, gmin_n, xscale, Lrow, Lcol, Lref) -> No
         _launch(_ir_ref, _g2(T, C), _T2, ref, int(row_tile), gmin_n, xscale, Lref)
 
 
-@cuda.jit
+@jit_kernel
 def _rebuild_cells(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on,
                    Lrow, Lcol, Lref, W, S2):
     j, i = cuda.grid(2)
@@ -786,7 +786,7 @@ def _rebuild_cells(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
                     Lcol, Lref, W, S2, i, j)
 
 
-@cuda.jit
+@jit_kernel
 def _rebuild_rows(g, ref, row_tile, span, gmin_n, xscale, lut, inv_step, t2, kir, noise_on, Lrow, Lref, S2ref,
                   rowsum):
     i = cuda.grid(1)
@@ -814,7 +814,7 @@ def rebuild_caches(g, wn, ref, row_tile, col_tile, span, gmin_n, xscale, lut, in
             f(t2), f(kir), bool(noise_on), Lrow, Lref, S2ref, rowsum)
 
 
-@cuda.jit
+@jit_kernel
 def _colsums(g, out):
     j = cuda.grid(1)
     if j < g.shape[2]:
@@ -830,7 +830,7 @@ def column_sums(g, out) -> None:
 # device updates
 
 
-@cuda.jit
+@jit_kernel
 def _program(Wn, mask, g, gmax, stuck, wn, wn_on, nu, drift_on, nu_prm, prog_poly_n, levels, gref0, span, gmin_n,
              xscale, key, cache_on, Wc, S2c, ref, coltile, lut, inv_step, t2, rowsum, rows_touched, total):
     j, i = cuda.grid(2)
@@ -884,7 +884,7 @@ def _pulse_agg_cell(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mo
                         coltile, span, gmin_n, xscale, lut, inv_step, t2, i, j, 0.0)
 
 
-@cuda.jit
+@jit_kernel
 def _pulse_agg(Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, keys, kslot, cache_on, Wc, S2c, ref,
                coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
     # a thread per cell, its row-sum change and pulses added by atomics.  Summing them per block first (a
@@ -989,7 +989,7 @@ def _list_slot(pick, count, sh):
     return np.int64(-1)
 
 
-@cuda.jit
+@jit_kernel
 def _pulse_pick(Etot, key, keys, kslot, count, cells, counts):
     sh = cuda.shared.array(2, np.int64)
     j, i = cuda.grid(2)
@@ -1003,7 +1003,7 @@ def _pulse_pick(Etot, key, keys, kslot, count, cells, counts):
         counts[k] = n
 
 
-@cuda.jit
+@jit_kernel
 def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, keys,
                   kslot, cache_on, Wc, S2c, ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
     n_out = Etot.shape[1]
@@ -1022,7 +1022,7 @@ def _pulse_listed(count, cells, counts, Etot, Enet, g, gmax, dwu, dwd, gu, gd, s
 _factor = cuda.jit(device=True)(_pulse_cpu._factor_py)
 
 
-@cuda.jit
+@jit_kernel
 def _plan(m, lr, dw_weight, managed, max_pulses, coef, flag, slots):
     # a thread per case b: Crossbar._plan_trains's float64 numpy expressions, operation by operation
     b = cuda.grid(1)
@@ -1065,7 +1065,7 @@ def plan_trains(m, lr, dw_weight, managed, max_pulses, coef, flag, slots) -> Non
     _launch(_plan, _g1(B), (_T1,), m, float(lr), float(dw_weight), bool(managed), int(max_pulses), coef, flag, slots)
 
 
-@cuda.jit
+@jit_kernel
 def _maxima(X, D, out):
     # one block per row of X (blocks 0..B-1) and of D (B..2B-1)
     sh = cuda.shared.array(_TR, np.float32)
@@ -1084,7 +1084,7 @@ def _maxima(X, D, out):
 _abs_max = cuda.jit(device=True)(_pulse_cpu._abs_max_py)
 
 
-@cuda.jit
+@jit_kernel
 def _maxima_rows(X, D, out):
     # the simulator's variant of _maxima (a thread per row, the CPU kernel's body)
     k = cuda.grid(1)
@@ -1106,7 +1106,7 @@ def pulse_maxima(X, D, out) -> None:
         _launch(_maxima_rows, _g1(2 * B), (_T1,), X, D, out)
 
 
-@cuda.jit
+@jit_kernel
 def _factors(X, D, coef, A, As, C, Cs):
     j, b = cuda.grid(2)
     if b >= X.shape[0]:
@@ -1126,14 +1126,14 @@ def pulse_factors(X, D, coef, A, As, C, Cs) -> None:
     _launch(_factors, _g2(X.shape[0], max(X.shape[1], D.shape[1])), _T2, X, D, coef, A, As, C, Cs)
 
 
-@cuda.jit
+@jit_kernel
 def _fill_trains(P, BL, key, out):
     i, b = cuda.grid(2)
     if b < P.shape[0] and i < P.shape[1]:
         out[b, i] = _train_bits(P, BL, key, b, i)
 
 
-@cuda.jit
+@jit_kernel
 def _pulse_sample(b, rows, cols, Sr, Sc, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R, mode, key, cache_on, Wc, S2c,
                   ref, coltile, span, gmin_n, xscale, lut, inv_step, t2, rowsum, total):
     j, i = cuda.grid(2)
@@ -1174,7 +1174,7 @@ def pulse_exact(Pr, Pc, Sr, Sc, BL, g, gmax, dwu, dwd, gu, gd, stuck, wn, prm, R
     return total.read()
 
 
-@cuda.jit
+@jit_kernel
 def _refresh(g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n, reset_std_n, gmin_n,
              xscale, lut, inv_step, t_factor, key, keys, kslot, cache_on, Wc, S2c, ref, coltile, span, t2, rowsum,
              total):
@@ -1208,7 +1208,7 @@ def refresh_pairs(g, wn, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels,
     return counter.read() if counter else total
 
 
-@cuda.jit
+@jit_kernel
 def _refresh_pick(g, stuck, thr, count, cells):
     sh = cuda.shared.array(2, np.int64)
     j, i = cuda.grid(2)
@@ -1220,7 +1220,7 @@ def _refresh_pick(g, stuck, thr, count, cells):
         cells[k] = i * g.shape[2] + j
 
 
-@cuda.jit
+@jit_kernel
 def _refresh_listed(count, cells, g, wn, wn_on, gmax, stuck, nu, drift_on, nu_prm, prog_poly_n, levels, thr, reset_n,
                     reset_std_n, gmin_n, xscale, lut, inv_step, t_factor, key, keys, kslot, cache_on, Wc, S2c, ref,
                     coltile, span, t2, rowsum, total):
@@ -1254,7 +1254,7 @@ def namespace() -> SimpleNamespace:
 # engine
 
 
-@cuda.jit
+@jit_kernel
 def _smoothed(W, grad, g, momentum, a, lr, weight_cost):
     j, i = cuda.grid(2)
     if i < W.shape[0] and j < W.shape[1]:
