@@ -129,8 +129,7 @@ def count_step(profile: str, mode: str, n_layers: int, width: int = 24, batch: i
             rng = np.random.default_rng(0)
             x = rng.random((batch * (steps + 1), 36)).astype(np.float32)
             y = np.arange(batch * (steps + 1)) % 10
-            # moved once where the model takes device images, as ffsim train does (the unsupervised network draws
-            # its hybrids on the host: its images stay there)
+            # moved once where the model takes device images, as ffsim train does
             xd = COUNTING.asarray(x) if net.device_batches else x
             net.train_step(xd[:batch], y[:batch], rng, 1.0)  # warm-up: first-step allocations
             COUNTS.clear()

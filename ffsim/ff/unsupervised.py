@@ -18,7 +18,7 @@ from ffsim.ff.layer import SoftmaxHead, softmax, update_layers
 from ffsim.ff.model import FlagStats, LayeredModel
 from ffsim.ff.network import build_layers
 
-__all__ = ["UnsupervisedFF", "hybrid_images", "hybrid_masks"]
+__all__ = ["UnsupervisedFF", "hybrid_draws", "hybrid_images", "hybrid_masks", "mix_hybrids"]
 
 
 def hybrid_masks(n: int, shape: tuple[int, int], rng: np.random.Generator, blurs: int = 6) -> np.ndarray:
@@ -36,10 +36,11 @@ def hybrid_masks(n: int, shape: tuple[int, int], rng: np.random.Generator, blurs
     return (m > 0.5).astype(np.float32)
 
 
-def hybrid_images(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, shape: tuple[int, int] = (28, 28),
-                  blurs: int = 6) -> np.ndarray:
-    """Each image mixed with another image of a different class through a hybrid mask."""
-    n = len(x)
+def hybrid_draws(labels: np.ndarray, rng: np.random.Generator, shape: tuple[int, int] = (28, 28),
+                 blurs: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`hybrid_images` draws for images of classes ``labels``: each image's partner (the index of
+    an image of another class) and the masks (n x pixels, float32 0/1)."""
+    n = len(labels)
     partner = rng.permutation(n)
     same = labels[partner] == labels
     # re-draw partners of the same class (a few passes suffice; keep any leftovers, rare)
@@ -48,12 +49,25 @@ def hybrid_images(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, s
             break
         partner[same] = rng.integers(0, n, size=same.sum())
         same = labels[partner] == labels
-    m = hybrid_masks(n, shape, rng, blurs).reshape(n, -1)
-    return (m * x + (1 - m) * x[partner]).astype(np.float32)
+    return partner, hybrid_masks(n, shape, rng, blurs).reshape(n, -1)
+
+
+def mix_hybrids(x, masks, partner):
+    """Images ``x`` (numpy or device arrays, float32) mixed with their partners through the masks."""
+    return masks * x + (1 - masks) * x[partner]
+
+
+def hybrid_images(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, shape: tuple[int, int] = (28, 28),
+                  blurs: int = 6) -> np.ndarray:
+    """Each image mixed with another image of a different class through a hybrid mask."""
+    partner, m = hybrid_draws(labels, rng, shape, blurs)
+    return mix_hybrids(np.asarray(x), m, partner).astype(np.float32)
 
 
 class UnsupervisedFF(LayeredModel):
     """FF layers trained on real vs. hybrid images, with a linear softmax read-out."""
+
+    device_batches = True  # train_step takes device images on the GPU backend (the hybrids are mixed there)
 
     def __init__(self, cfg: FFConfig, in_features: int, num_classes: int, rng: np.random.Generator):
         self.cfg = cfg
@@ -76,23 +90,26 @@ class UnsupervisedFF(LayeredModel):
     def submit_step(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator, gain: float) -> FlagStats:
         """:meth:`train_step` whose statistics are read when asked for (as
         :meth:`ffsim.ff.network.FFNetwork.submit_step`; with ``FFSIM_GPU_GRAPH=1`` replayed from a CUDA
-        graph).  The hybrids are drawn on the host and uploaded with the labels (one transfer)."""
+        graph).  The hybrids' partners and masks are drawn on the host and uploaded with the labels (one
+        transfer); the images stay where they are (on a GPU, a device batch is not read back) and are mixed on
+        the backend."""
         bk = self.backend
-        x, labels = bk.to_host(x), np.asarray(bk.to_host(labels))
+        labels = np.asarray(bk.to_host(labels))
         B = len(labels)
-        neg = hybrid_images(x, labels, rng, self.shape, self.blurs)
-        up_h = np.concatenate([labels.astype(np.float64), neg.reshape(-1).astype(np.float64)])
-        return FlagStats(self.queue_device_step(np.asarray(x, dtype=np.float32), up_h, gain), B)
+        partner, masks = hybrid_draws(labels, rng, self.shape, self.blurs)
+        up_h = np.concatenate([labels.astype(np.float64), partner.astype(np.float64),
+                               masks.reshape(-1).astype(np.float64)])
+        return FlagStats(self.queue_device_step(bk.asarray(x, dtype=np.float32), up_h, gain), B)
 
     def _device_step(self, x, up, gain: float):
-        """The mini-batch's work on the backend from the images ``x`` and the uploaded values ``up`` (labels, then
-        the hybrids); returns the statistics array (:meth:`step_statistics`), left there, with no transfer and no
-        host decision on device values (what a CUDA graph captures)."""
+        """The mini-batch's work on the backend from the images ``x`` and the uploaded values ``up`` (labels, the
+        hybrids' partners, their masks); returns the statistics array (:meth:`step_statistics`), left there,
+        with no transfer and no host decision on device values (what a CUDA graph captures)."""
         cfg = self.cfg
         xp = self.xp
         B = x.shape[0]
         labels = up[:B].astype(np.int64)
-        neg = up[B:].reshape(B, -1).astype(np.float32)
+        neg = mix_hybrids(x, up[2 * B:].reshape(B, -1).astype(np.float32), up[B:2 * B].astype(np.int64))
         hs, acts = self.bottom_up(xp.concatenate([x, neg]))
         losses = []
         sss, outs = self.last_sumsq, self.last_normalized

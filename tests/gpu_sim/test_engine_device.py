@@ -143,7 +143,8 @@ def _dataset(path):
     return str(path)
 
 
-@pytest.mark.parametrize(("model", "mode"), [("ff", "hybrid"), ("ff", "ideal"), ("bp", "ideal")])
+@pytest.mark.parametrize(("model", "mode"), [("ff", "hybrid"), ("ff", "ideal"), ("bp", "ideal"),
+                                           ("ff-unsupervised", "ideal")])
 def test_training_run_on_the_device_equals_the_cpu_run(strict_gpu, tmp_path, model, mode):
     data = _dataset(tmp_path / "d.npz")
     cfg = FFConfig(model=model, layers=(6, 6), batch_size=20, epochs=1, eval_train_cases=10, mode=mode,

@@ -19,7 +19,7 @@ opcount = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(opcount)
 
 
-@pytest.mark.parametrize(("profile", "mode", "most"), [
+@pytest.mark.parametrize(("profile", "mode", "most", "model"), [
     # (uploads, downloads, scalar reads, numba launches, array operations) per mini-batch of a 4-layer network
     # (before the engine's per-row kernels, ``ffsim.ff.kernels``: ideal 2, 2, 1, 4, 509; pcm 6, 6, 9, 32, 693, not
     # counting the pulse and refresh counts read back through numba; counting them, before they stayed on the
@@ -29,15 +29,19 @@ _spec.loader.exec_module(opcount)
     # update and the refresh listed their cells first, two launches each (``ffsim.gpu.kernels.COMPACT``):
     # pcm 2, 2, 0, 85, 155; before the trains were planned on the device (``plan_trains``; the maxima no longer
     # come back, the coefficients no longer go up): pcm 2, 2, 0, 93, 155)
-    ("ideal", "ideal", (1, 1, 0, 49, 66)),
-    ("pcm", "insitu", (1, 1, 0, 97, 158)),
+    ("ideal", "ideal", (1, 1, 0, 49, 66), "ff"),
+    ("pcm", "insitu", (1, 1, 0, 97, 158), "ff"),
+    # the unsupervised network (before its hybrids were mixed on the device from uploaded partners and masks,
+    # its images read back to the host and uploaded again with the hybrids: pcm 2, 1, 0, 73, 154, and a device
+    # batch's download)
+    ("pcm", "insitu", (1, 1, 0, 73, 162), "ff-unsupervised"),
 ])
-def test_transfers_and_launches_per_ff_step(profile, mode, most):
-    r = opcount.count_step(profile, mode, 4, width=8, steps=1)
+def test_transfers_and_launches_per_ff_step(profile, mode, most, model):
+    r = opcount.count_step(profile, mode, 4, width=8, steps=1, model=model)
     got = (r["uploads"], r["downloads"], r["scalar_reads"], r["numba_launches"], r["array_ops"])
     assert all(g <= m for g, m in zip(got, most, strict=True)), (got, r["transfers"])
     # the counts do not depend on the widths (what makes small layers stand in for 2000-wide ones)
-    r2 = opcount.count_step(profile, mode, 4, width=5, steps=1)
+    r2 = opcount.count_step(profile, mode, 4, width=5, steps=1, model=model)
     assert (r2["uploads"], r2["downloads"], r2["scalar_reads"], r2["numba_launches"], r2["array_ops"]) == got
 
 
