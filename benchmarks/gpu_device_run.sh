@@ -17,7 +17,9 @@
 #
 #   bash benchmarks/gpu_device_run.sh OUTDIR [SECONDS]      # SECONDS: the whole budget (default 560)
 #   TRAIN=0 COMPARE=1 bash benchmarks/gpu_device_run.sh OUTDIR 480   # benchmarks (pcm also with numba-cuda's
-#                                                  # own launcher) and tests only, no 4x2000 run
+#                                                  # own launcher) and tests only, no 4x2000 run; then, in the
+#                                                  # last minute, benchmarks/gpu_compile_time.py (a new
+#                                                  # process's compilation, without and with the disk cache)
 #
 # numba-cuda 0.30 cannot compile under numpy 2.5: where the machine has it, carry a numpy 2.3 wheel in .whl/
 # (git-ignored there through .git/info/exclude), e.g. made with
@@ -25,7 +27,7 @@
 #     --platform manylinux_2_28_x86_64 -d .whl numpy==2.3.5
 #
 # OUTDIR gets: device.log, bench_gpu.json, tests.log, train.log, ideal-4x2000-gpu.json (results.json of the run),
-# ideal-4x2000-gpu.png (its learning curves).
+# ideal-4x2000-gpu.png (its learning curves); with TRAIN=0, gpu_compile_time.json.
 set -u
 OUTD=${1:?usage: gpu_device_run.sh OUTDIR [SECONDS]}
 BUDGET=${2:-560}
@@ -95,10 +97,15 @@ if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, 
     --json "$OUTD/bench_gpu_no_fast_launch.json" 2>&1 | tee -a "$OUTD/device.log"
 fi
 if [ "${TRAIN:-1}" = 0 ]; then
-  timeout $(($(left) - 5)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
+  timeout $(($(left) - 70)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
     >"$OUTD/tests.log" 2>&1
   echo "pytest exit status $?" >>"$OUTD/tests.log"
   tail -5 "$OUTD/tests.log"
+  if [ "$(left)" -gt 45 ]; then  # a process's compilation, without and with the kernels' disk cache
+    echo "== compile time ($(left) s left)"
+    timeout $(($(left) - 5)) $PY benchmarks/gpu_compile_time.py --json "$OUTD/gpu_compile_time.json" 2>&1 \
+      | tee -a "$OUTD/device.log"
+  fi
   echo "== done ($(left) s left)"
   exit 0
 fi
