@@ -97,11 +97,11 @@ if [ "${COMPARE:-0}" = 1 ]; then  # the same through numba-cuda's own launcher, 
     --json "$OUTD/bench_gpu_no_fast_launch.json" 2>&1 | tee -a "$OUTD/device.log"
 fi
 if [ "${TRAIN:-1}" = 0 ]; then
-  timeout $(($(left) - 70)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
+  timeout $(($(left) - 50)) $PY -m pytest -q -p no:cacheprovider tests/test_gpu_backend.py -k "not simulator" \
     >"$OUTD/tests.log" 2>&1
   echo "pytest exit status $?" >>"$OUTD/tests.log"
   tail -5 "$OUTD/tests.log"
-  if [ "$(left)" -gt 45 ]; then  # a process's compilation, without and with the kernels' disk cache
+  if [ "$(left)" -gt 30 ]; then  # a process's compilation, without and with the kernels' disk cache
     echo "== compile time ($(left) s left)"
     timeout $(($(left) - 5)) $PY benchmarks/gpu_compile_time.py --json "$OUTD/gpu_compile_time.json" 2>&1 \
       | tee -a "$OUTD/device.log"
