@@ -57,12 +57,9 @@ def step_times(backend: str) -> dict:
         times.append(time.perf_counter() - t)
     out = {"first_step_s": times[0], "second_step_s": times[1], "simulated": bool(bk.simulated)}
     if bk.is_gpu:
-        from ffsim.gpu import ff_kernels, kernels
+        from ffsim.gpu.twin import disk_cache_stats
 
-        ks = [k for m in (kernels, ff_kernels) for k in vars(m).values()
-              if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
-        out.update(hits=sum(sum(k._cache_hits.values()) for k in ks),
-                   misses=sum(sum(k._cache_misses.values()) for k in ks), kernels=len(ks))
+        out.update(disk_cache_stats())
     return out
 
 

@@ -148,15 +148,10 @@ def main() -> int:
                              negative_probs=r.dirichlet(np.ones(10), 6), head_temperature=2.0)
         model.evaluate(x, y, batch=6)
     if args.cache_pass:
-        import ffsim.gpu.ff_kernels as fk
+        from ffsim.gpu.twin import disk_cache_stats
 
-        ks = [k for m in (gk, fk) for k in vars(m).values()
-              if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
         print(json.dumps({"signatures": len(compiled), "failed": len(failed), "errors": list(failed.values())[:3],
-                          "hits": sum(sum(k._cache_hits.values()) for k in ks),
-                          "misses": sum(sum(k._cache_misses.values()) for k in ks),
-                          "cached": sum(type(k._cache).__name__ == "CUDACache" for k in ks), "kernels": len(ks),
-                          "gpu_compile_s": spent[0], "seconds": time.perf_counter() - t0}))
+                          **disk_cache_stats(), "gpu_compile_s": spent[0], "seconds": time.perf_counter() - t0}))
         return 1 if failed else 0
     for (name, _), size in sorted(compiled.items()):
         print(f"ok    {name:16s} PTX {size:7d} chars")

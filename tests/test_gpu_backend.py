@@ -143,7 +143,7 @@ import numpy as np
 import ffsim
 from ffsim import Crossbar
 from ffsim.backend import select_backend
-from ffsim.gpu import ff_kernels, kernels
+from ffsim.gpu.twin import disk_cache_stats
 bk = select_backend("gpu")
 assert bk.is_gpu and not bk.simulated
 chip = Crossbar("pcm", 200, 120, fab_seed=1, rng=3, backend=bk)
@@ -152,12 +152,7 @@ x = rng.standard_normal((32, 200)).astype(np.float32)
 chip.program(rng.uniform(-0.5, 0.5, (200, 120)).astype(np.float32))
 chip.pulse_update(x, 0.1 * rng.standard_normal((32, 120)).astype(np.float32), lr=0.05)
 y = bk.to_host(chip.forward(x))
-ks = [k for m in (kernels, ff_kernels) for k in vars(m).values()
-      if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
-print(json.dumps({"y": y.tobytes().hex(), "g": bk.to_host(chip._g).tobytes().hex(),
-                  "hits": sum(sum(k._cache_hits.values()) for k in ks),
-                  "misses": sum(sum(k._cache_misses.values()) for k in ks),
-                  "cached": sum(type(k._cache).__name__ == "CUDACache" for k in ks), "kernels": len(ks)}))
+print(json.dumps({"y": y.tobytes().hex(), "g": bk.to_host(chip._g).tobytes().hex(), **disk_cache_stats()}))
 """
 
 

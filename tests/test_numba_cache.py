@@ -160,3 +160,28 @@ def test_gpu_disk_cache_failures_warn_once_and_compile_instead(monkeypatch):
         bad._cache.fail_save = False
         bad._cache.save_overload("sig", "data")  # that kernel saves no more after a failed save
     assert bad._cache.saved == []
+
+
+def test_gpu_kernels_are_cached_on_disk_unless_turned_off():
+    """Every GPU kernel has the disk cache on, with the closure-stamp locator (numba-cuda's own caching module
+    where numba-cuda is installed, Numba's otherwise); ``FFSIM_GPU_CACHE=0`` leaves them all without it.  (No
+    GPU needed: the cache is set up when the kernels are defined.)"""
+    import json
+
+    code = ("import json, ffsim\n"
+            "from ffsim.gpu import kernels\n"
+            "from ffsim.gpu.twin import disk_cache_stats\n"
+            "c = getattr(kernels._pulse_agg, '_cache', None)\n"
+            "loc = type(c._impl.locator).__name__ if hasattr(c, '_impl') else None\n"
+            "print(json.dumps({**disk_cache_stats(), 'locator': loc}))\n")
+    out = {}
+    for flag in ("1", "0"):
+        env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "FFSIM_GPU_CACHE")}
+        env["FFSIM_GPU_CACHE"] = flag
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out[flag] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["1"]["kernels"] > 20 and out["1"]["cached"] == out["1"]["kernels"], out
+    assert out["1"]["locator"] == "ClosureStampLocator"
+    assert out["1"]["hits"] == out["1"]["misses"] == 0  # nothing launched
+    assert out["0"]["kernels"] == out["1"]["kernels"] and out["0"]["cached"] == 0 and out["0"]["locator"] is None

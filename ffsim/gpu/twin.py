@@ -24,7 +24,7 @@ import numba
 from numba import cuda
 from numba.core.dispatcher import Dispatcher
 
-__all__ = ["CACHE", "device", "disk_cache", "jit_kernel", "rebound"]
+__all__ = ["CACHE", "device", "disk_cache", "disk_cache_stats", "jit_kernel", "rebound"]
 
 CACHE = os.environ.get("FFSIM_GPU_CACHE", "1") != "0"
 _warned: set[str] = set()
@@ -109,3 +109,16 @@ def disk_cache(k) -> bool:
 
     cache.load_overload, cache.save_overload = guarded_load, guarded_save
     return True
+
+
+def disk_cache_stats() -> dict[str, int]:
+    """The disk cache of this process's GPU kernels (those of :mod:`ffsim.gpu.kernels` and
+    :mod:`ffsim.gpu.ff_kernels`): how many kernels, how many with the cache on, and their signatures loaded
+    from it (hits) and compiled (misses).  All zero in the simulator (it compiles nothing)."""
+    from ffsim.gpu import ff_kernels, kernels
+
+    ks = [k for m in (kernels, ff_kernels) for k in vars(m).values()
+          if hasattr(k, "_cache_hits") and not k.targetoptions.get("device")]
+    return {"kernels": len(ks), "cached": sum(type(k._cache).__name__ == "CUDACache" for k in ks),
+            "hits": sum(sum(k._cache_hits.values()) for k in ks),
+            "misses": sum(sum(k._cache_misses.values()) for k in ks)}
